@@ -1,0 +1,348 @@
+"""Frozen configuration dataclasses, one per stage, with validation and a JSON round trip.
+
+Every config validates itself on construction and raises :class:`ConfigError` naming the field,
+the value received and what is allowed::
+
+    >>> ModelConfig(image_size=33)
+    Traceback (most recent call last):
+    ...
+    ConfigError: ModelConfig.image_size: got 33; allowed: a multiple of 8 (2 ** (levels - 1)) from 16 to 128
+
+Configs are saved next to what they describe (``run/config.json``) and read back with
+:meth:`BaseConfig.from_dict` / :meth:`BaseConfig.load`, which refuse unknown keys.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar
+
+from .errors import ConfigError
+
+BULBAPEDIA_URL = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"
+SOURCES = ("pokedex", "bulbapedia", "folder")
+NORMS = ("batch", "group")
+SCHEDULES = ("linear", "cosine")
+PREDICTIONS = ("epsilon", "v")
+STRATEGIES = ("auto", "one", "mirrored", "multiworker")
+SAMPLERS = ("ddim", "ddpm")
+LR_SCHEDULES = ("cosine", "constant")
+
+C = TypeVar("C", bound="BaseConfig")
+
+
+def atomic_write_text(path: os.PathLike | str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _type_ok(value: Any, annotation: Any) -> bool:
+    """Check ``value`` against the simple annotations used in this module."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:
+        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
+    if annotation is type(None):
+        return value is None
+    if origin in (tuple, Tuple):
+        args = typing.get_args(annotation)
+        item = args[0] if args else Any
+        return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
+    if annotation is bool:
+        return isinstance(value, bool)
+    if annotation is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if annotation is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if annotation is str:
+        return isinstance(value, str)
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    text = str(annotation).replace("typing.", "")
+    return {"<class 'int'>": "int", "<class 'float'>": "float", "<class 'str'>": "str",
+            "<class 'bool'>": "bool"}.get(text, text)
+
+
+@dataclass(frozen=True)
+class BaseConfig:
+    """Shared behaviour: type checks, per-field checks, dict/JSON round trip, atomic save."""
+
+    def __post_init__(self) -> None:
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, list):  # JSON gives lists where tuples are meant
+                value = tuple(value)
+                object.__setattr__(self, f.name, value)
+            if isinstance(value, int) and not isinstance(value, bool) and hints[f.name] is float:
+                object.__setattr__(self, f.name, float(value))
+            if not _type_ok(value, hints[f.name]):
+                self._fail(f.name, value, f"a value of type {_type_name(hints[f.name])}")
+        self.validate()
+
+    def validate(self) -> None:
+        """Per-class checks; raise through :meth:`_fail`."""
+
+    def _fail(self, name: str, value: Any, allowed: str) -> None:
+        raise ConfigError(f"{type(self).__name__}.{name}: got {value!r}; allowed: {allowed}")
+
+    def _check(self, name: str, ok: bool, allowed: str) -> None:
+        if not ok:
+            self._fail(name, getattr(self, name), allowed)
+
+    def _choice(self, name: str, choices: Tuple[str, ...]) -> None:
+        self._check(name, getattr(self, name) in choices, " | ".join(choices))
+
+    def _range(self, name: str, low: float, high: float, *, optional: bool = False) -> None:
+        value = getattr(self, name)
+        if optional and value is None:
+            return
+        self._check(name, value is not None and low <= value <= high, f"{low} to {high}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls: Type[C], data: Dict[str, Any]) -> C:
+        if not isinstance(data, dict):
+            raise ConfigError(f"{cls.__name__}: got {type(data).__name__}; allowed: a JSON object")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(data) - set(names))
+        if unknown:
+            raise ConfigError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}; "
+                              f"allowed: {', '.join(names)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_json(cls: Type[C], text: str) -> C:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{cls.__name__}: invalid JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    def save(self, path: os.PathLike | str) -> None:
+        atomic_write_text(path, self.to_json() + "\n")
+
+    @classmethod
+    def load(cls: Type[C], path: os.PathLike | str) -> C:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"{cls.__name__}: cannot read {path} ({exc.strerror})") from None
+        return cls.from_json(text)
+
+    def replace(self: C, **changes: Any) -> C:
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class DataConfig(BaseConfig):
+    """Collecting a dataset (``collect``) and embedding its captions (``embed``)."""
+
+    source: str = "pokedex"
+    out_dir: str = "data/pokemon"
+    url: str = BULBAPEDIA_URL
+    path: Optional[str] = None
+    limit: Optional[int] = None
+    force: bool = False
+    delay: float = 1.0
+    timeout: float = 30.0
+    retries: int = 5
+    max_bytes: int = 10_000_000
+    full_size: bool = False
+    text_encoder: str = "auto"
+    embed_batch_size: int = 64
+
+    def validate(self) -> None:
+        self._choice("source", SOURCES)
+        self._check("out_dir", bool(self.out_dir), "a non-empty folder path")
+        self._check("url", self.url.startswith(("http://", "https://")), "an http(s) URL")
+        self._check("path", self.source != "folder" or bool(self.path),
+                    "a folder of images (required when source is 'folder')")
+        self._range("limit", 1, 100_000, optional=True)
+        self._range("delay", 0.0, 60.0)
+        self._range("timeout", 0.1, 600.0)
+        self._range("retries", 0, 20)
+        self._range("max_bytes", 1_000, 1_000_000_000)
+        self._check("text_encoder", bool(self.text_encoder.strip()),
+                    "auto | clip | minilm | a hub id or local path")
+        self._range("embed_batch_size", 1, 4096)
+
+
+@dataclass(frozen=True)
+class ModelConfig(BaseConfig):
+    """The U-Net: input size, widths, depth, normalisation and conditioning."""
+
+    image_size: int = 32
+    channels: int = 3
+    base_width: int = 32
+    channel_mults: Tuple[int, ...] = (1, 2, 3, 4)
+    num_res_blocks: int = 2
+    attention_resolutions: Tuple[int, ...] = ()
+    dropout: float = 0.1
+    norm: str = "batch"
+    norm_groups: int = 8
+    text_dim: int = 384
+
+    @property
+    def levels(self) -> int:
+        return len(self.channel_mults)
+
+    @property
+    def widths(self) -> Tuple[int, ...]:
+        return tuple(self.base_width * m for m in self.channel_mults)
+
+    def validate(self) -> None:
+        self._check("channel_mults", 1 <= len(self.channel_mults) <= 6
+                    and all(1 <= m <= 16 for m in self.channel_mults),
+                    "1 to 6 multipliers, each from 1 to 16")
+        step = 2 ** (self.levels - 1)
+        self._check("image_size", 16 <= self.image_size <= 128 and self.image_size % step == 0,
+                    f"a multiple of {step} (2 ** (levels - 1)) from 16 to 128")
+        self._range("channels", 1, 4)
+        self._range("base_width", 4, 1024)
+        self._range("num_res_blocks", 1, 8)
+        resolutions = [self.image_size // 2 ** i for i in range(self.levels)]
+        self._check("attention_resolutions", all(r in resolutions for r in self.attention_resolutions),
+                    f"a subset of the U-Net's resolutions {resolutions}")
+        self._check("dropout", 0.0 <= self.dropout < 1.0, "0 <= dropout < 1")
+        self._choice("norm", NORMS)
+        self._range("norm_groups", 1, 64)
+        if self.norm == "group":
+            self._check("norm_groups", all(w % self.norm_groups == 0 for w in self.widths),
+                        f"a divisor of every level width {list(self.widths)}")
+        self._range("text_dim", 1, 8192)
+
+
+@dataclass(frozen=True)
+class DiffusionConfig(BaseConfig):
+    """The forward process: noise schedule, number of steps and what the network predicts."""
+
+    timesteps: int = 1000
+    schedule: str = "linear"
+    beta_start: float = 1e-4
+    beta_end: float = 0.02
+    prediction: str = "epsilon"
+
+    def validate(self) -> None:
+        self._range("timesteps", 2, 10_000)
+        self._choice("schedule", SCHEDULES)
+        self._check("beta_start", 0.0 < self.beta_start < 1.0, "0 < beta_start < 1")
+        self._check("beta_end", self.beta_start < self.beta_end < 1.0, "beta_start < beta_end < 1")
+        self._choice("prediction", PREDICTIONS)
+
+
+@dataclass(frozen=True)
+class TrainConfig(BaseConfig):
+    """The training loop: optimisation, EMA, guidance dropout, checkpoints and logging."""
+
+    steps: Optional[int] = 10_000
+    epochs: Optional[int] = None
+    batch_size: int = 32
+    learning_rate: float = 5e-4
+    weight_decay: float = 1e-4
+    warmup_steps: int = 200
+    lr_schedule: str = "cosine"
+    grad_clip_norm: float = 1.0
+    ema_decay: float = 0.999
+    cond_drop: float = 0.1
+    val_fraction: float = 0.05
+    flip: bool = True
+    seed: int = 0
+    mixed_precision: bool = False
+    strategy: str = "auto"
+    checkpoint_every: int = 500
+    max_checkpoints: int = 3
+    eval_every: int = 500
+    log_every: int = 50
+    time_limit_minutes: Optional[float] = None
+
+    def validate(self) -> None:
+        self._check("steps", (self.steps is None) != (self.epochs is None),
+                    "exactly one of steps and epochs set")
+        self._range("steps", 1, 10_000_000, optional=True)
+        self._range("epochs", 1, 100_000, optional=True)
+        self._range("batch_size", 1, 4096)
+        self._check("learning_rate", 0.0 < self.learning_rate <= 1.0, "0 < learning_rate <= 1")
+        self._range("weight_decay", 0.0, 1.0)
+        self._range("warmup_steps", 0, 10_000_000)
+        self._choice("lr_schedule", LR_SCHEDULES)
+        self._check("grad_clip_norm", self.grad_clip_norm > 0, "a positive number")
+        self._check("ema_decay", 0.0 <= self.ema_decay < 1.0, "0 <= ema_decay < 1")
+        self._check("cond_drop", 0.0 <= self.cond_drop < 1.0, "0 <= cond_drop < 1")
+        self._check("val_fraction", 0.0 <= self.val_fraction < 1.0, "0 <= val_fraction < 1")
+        self._range("seed", 0, 2**31 - 1)
+        self._choice("strategy", STRATEGIES)
+        self._range("checkpoint_every", 1, 10_000_000)
+        self._range("max_checkpoints", 1, 1000)
+        self._range("eval_every", 1, 10_000_000)
+        self._range("log_every", 1, 10_000_000)
+        self._check("time_limit_minutes", self.time_limit_minutes is None or self.time_limit_minutes > 0,
+                    "a positive number of minutes")
+
+
+@dataclass(frozen=True)
+class SampleConfig(BaseConfig):
+    """Sampling: which sampler, how many steps, guidance and what to keep for the figures."""
+
+    sampler: str = "ddim"
+    steps: int = 50
+    guidance_scale: float = 3.0
+    eta: float = 0.0
+    num_intermediates: int = 10
+    clip_x0: bool = True
+    seed: Optional[int] = None
+
+    def validate(self) -> None:
+        self._choice("sampler", SAMPLERS)
+        self._range("steps", 1, 10_000)
+        self._range("guidance_scale", 0.0, 50.0)
+        self._range("eta", 0.0, 1.0)
+        self._range("num_intermediates", 2, 1000)
+        self._range("seed", 0, 2**31 - 1, optional=True)
+
+
+@dataclass(frozen=True)
+class RunConfig(BaseConfig):
+    """Everything a training run was made with, saved as ``RUN/config.json``."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    _PARTS = {"model": ModelConfig, "diffusion": DiffusionConfig, "train": TrainConfig}
+
+    def __post_init__(self) -> None:
+        for name, cls in self._PARTS.items():
+            value = getattr(self, name)
+            if isinstance(value, dict):
+                object.__setattr__(self, name, cls.from_dict(value))
+            elif not isinstance(value, cls):
+                self._fail(name, value, f"a {cls.__name__} or a JSON object")
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {name: getattr(self, name).to_dict() for name in self._PARTS}

@@ -1,0 +1,31 @@
+"""Shared test set-up: offline, quiet, tiny, and ../shared fixtures when present."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("POKEMON_DIFFUSION_PROGRESS", "0")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _shared_dir() -> Path:
+    for candidate in (ROOT.parent / "shared", ROOT / "shared"):
+        if candidate.is_dir():
+            return candidate
+    return ROOT.parent / "shared"
+
+
+SHARED = _shared_dir()
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+    """../shared beside the checkout; tests that need it skip when it is absent."""
+    if not SHARED.is_dir():
+        pytest.skip("../shared is not present")
+    return SHARED

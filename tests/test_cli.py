@@ -1,0 +1,59 @@
+import subprocess
+import sys
+
+import pytest
+
+from pokemon_diffusion import __version__
+from pokemon_diffusion.cli import COMMANDS, main
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help(command, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([command, "--help"])
+    assert info.value.code == 0
+    assert f"pokemon-diffusion {command}" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv", [
+    [],
+    ["no-such-command"],
+    ["collect", "--no-such-flag"],
+])
+def test_usage_errors_exit_2_with_one_line(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+
+
+def test_help_is_fast_and_imports_no_framework():
+    code = ("import sys, time; t=time.time(); from pokemon_diffusion.cli import main\n"
+            "try: main(['--help'])\nexcept SystemExit: pass\n"
+            "heavy = [m for m in ('tensorflow', 'torch', 'transformers', 'keras') if m in sys.modules]\n"
+            "print('HEAVY', heavy, time.time() - t)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    line = [l for l in out.splitlines() if l.startswith("HEAVY")][0]
+    assert "HEAVY []" in line, line
+
+
+def test_import_package_is_light():
+    code = ("import sys, pokemon_diffusion\n"
+            "print([m for m in ('tensorflow', 'torch', 'transformers') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_console_entry_point_runs_as_module():
+    result = subprocess.run([sys.executable, "-m", "pokemon_diffusion", "--bogus"],
+                            capture_output=True, text=True)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
