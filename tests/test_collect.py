@@ -1,6 +1,7 @@
 """`collect` end to end against a real server on 127.0.0.1: both layouts, resume, force, hostile pages, CLI."""
 
 import json
+import logging
 import os
 
 import pytest
@@ -256,3 +257,20 @@ def test_cli_folder_with_no_usable_image_exits_1(tmp_path, capsys):
     code = main(["-q", "collect", "--source", "folder", "--path", str(tmp_path / "in"), "--out", str(tmp_path / "o")])
     assert code == 1 and "failed 1" in capsys.readouterr().out
     assert not (tmp_path / "o" / "pokemon_metadata.json").exists()
+
+
+def test_cli_out_that_is_a_file_is_a_one_line_error(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    code = main(["-q", "collect", "--out", str(tmp_path / "file"), "--limit", "1"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith("error: cannot create the dataset folder") and err.count("\n") == 1
+
+
+def test_cli_warns_about_flags_the_source_does_not_use(tmp_path, caplog):
+    package_logger = logging.getLogger("pokemon_diffusion")  # the CLI stops propagation to the root
+    package_logger.addHandler(caplog.handler)
+    try:
+        code = main(["collect", "--out", str(tmp_path), "--limit", "1", "--url", "https://x.org/l", "--path", "."])
+    finally:
+        package_logger.removeHandler(caplog.handler)
+    assert code == 0 and "--url, --path not used with --source pokedex" in caplog.text

@@ -1,5 +1,7 @@
 """The folder source: names from file names, captions.csv, bad files skipped, output folder left out."""
 
+import logging
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -9,6 +11,15 @@ from pokemon_diffusion.data.collect import collect
 from pokemon_diffusion.data.folder import folder_records, name_from_file, read_captions
 from pokemon_diffusion.data.metadata import read_metadata
 from pokemon_diffusion.errors import DataError
+
+
+@pytest.fixture
+def package_log(caplog):
+    """caplog that also sees the package logger after the CLI turned its propagation off."""
+    logger = logging.getLogger("pokemon_diffusion")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture
@@ -42,7 +53,7 @@ def test_records_without_captions(photos):
         ("0004_charmander.png", 4, "Charmander"), ("broken.png", None, "Broken"), ("sub/leaf.jpg", None, "Leaf")]
 
 
-def test_captions_csv_overrides_names_types_and_caption(photos, caplog):
+def test_captions_csv_overrides_names_types_and_caption(photos, package_log):
     (photos / "captions.csv").write_text(
         "file,name,types,caption,dex\n"
         "sub/leaf.jpg,Bulbasaur,Grass/Poison,,1\n"
@@ -53,7 +64,7 @@ def test_captions_csv_overrides_names_types_and_caption(photos, caplog):
     assert (leaf.name, leaf.dex, leaf.types, leaf.caption) == ("Bulbasaur", 1, ("Grass", "Poison"), None)
     charmander = by_path["0004_charmander.png"]
     assert charmander.name == "Charmander" and charmander.caption == "a small orange lizard, tail aflame"
-    assert "gone.png" in caplog.text  # a row for a missing file is reported
+    assert "gone.png" in package_log.text  # a row for a missing file is reported
 
 
 def test_captions_csv_problems_are_listed_at_once(tmp_path):

@@ -53,7 +53,23 @@ def config_from_args(args) -> DataConfig:
     if values.get("source") == "folder" and not values.get("path"):
         raise ConfigError("--source folder needs --path DIR; got no --path (allowed: a folder of images, "
                           "optionally with a captions.csv)")
-    return DataConfig(force=bool(args.force), full_size=bool(args.full_size), **values)
+    config = DataConfig(force=bool(args.force), full_size=bool(args.full_size), **values)
+    _warn_unused(config, values)
+    return config
+
+
+def _warn_unused(config: DataConfig, given) -> None:
+    """Say so when a flag is given that the chosen source does not use."""
+    import logging
+
+    unused = []
+    if config.source != "bulbapedia":
+        unused += [f"--{n.replace('_', '-')}" for n in ("url", "delay", "timeout", "retries") if n in given]
+        unused += ["--full-size"] if config.full_size else []
+    if config.source != "folder" and "path" in given:
+        unused.append("--path")
+    if unused:
+        logging.getLogger(__name__).warning("%s not used with --source %s", ", ".join(unused), config.source)
 
 
 def run(args) -> int:

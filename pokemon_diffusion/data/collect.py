@@ -247,7 +247,11 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
     """
     out_dir = Path(out_dir)
     images_dir = out_dir / IMAGES_DIR
-    images_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        images_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise DataError(f"cannot create the dataset folder {images_dir}: {exc.strerror}; "
+                        f"allowed: a writable folder path for --out") from None
     removed = remove_stale_temp_files(images_dir)
     if removed:
         log.info("removed %d temporary file(s) left by an interrupted run", removed)
