@@ -129,15 +129,16 @@ def test_every_weight_gets_a_gradient():
     assert dead == []
 
 
-def test_output_is_float32_under_mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+@pytest.mark.parametrize("policy, norm", [("mixed_bfloat16", "group"), ("mixed_float16", "batch")])
+def test_output_is_float32_under_mixed_precision(policy, norm):
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_unet(tiny(norm="group", attention_resolutions=(8,)))
+        model = build_unet(tiny(norm=norm, attention_resolutions=(8,)))
         randomise_output_conv(model)
         out = model(inputs_for(tiny()), training=True)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("stem").compute_dtype == "bfloat16"
+    assert model.get_layer("stem").compute_dtype == policy.split("_")[1]
     assert out.dtype == tf.float32 and np.all(np.isfinite(out.numpy()))
 
 
