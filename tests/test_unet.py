@@ -103,7 +103,12 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, norm):
     loaded = keras.saving.load_model(path, compile=False)
     np.testing.assert_array_equal(loaded(data, training=False).numpy(), before)
     assert [t.name for t in loaded.inputs] == list(INPUT_NAMES)
-    assert len(loaded.weights) == len(model.weights)
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    # clone_model + set_weights (how an EMA copy is usually made) pairs the same weights
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    assert [w.path for w in clone.weights] == [w.path for w in model.weights]
+    np.testing.assert_array_equal(clone(data, training=False).numpy(), before)
 
 
 def test_every_weight_gets_a_gradient():
