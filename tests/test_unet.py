@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pokemon_diffusion.config import ModelConfig
+from pokemon_diffusion.errors import ConfigError
 from pokemon_diffusion.model.layers import AttentionBlock, ResBlock
 from pokemon_diffusion.model.unet import INPUT_NAMES, build_unet, count_flops, model_summary_line
 
@@ -188,3 +189,14 @@ def test_reference_config_size():
     model = build_unet(ModelConfig())
     n = model.count_params()
     assert 2_000_000 < n < 2_600_000
+
+
+def test_wrong_inputs_are_clear_errors():
+    with pytest.raises(ConfigError, match="build_unet: got dict; allowed: a ModelConfig"):
+        build_unet({"image_size": 16})
+    config = tiny()
+    model = build_unet(config)
+    x, t, _ = inputs_for(config)
+    # an embedding from another encoder (wrong size) is refused, naming the input
+    with pytest.raises(ValueError, match="text_embeddings"):
+        model([x, t, np.zeros((2, TEXT_DIM + 1), "float32")])

@@ -24,6 +24,7 @@ from typing import Any, List
 import keras
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from .layers import AttentionBlock, ResBlock, SinusoidalEmbedding, make_norm
 
 logger = logging.getLogger(__name__)
@@ -64,11 +65,17 @@ def build_unet(config: ModelConfig) -> keras.Model:
         An uncompiled functional ``keras.Model`` named "unet" with inputs named
         "noisy_images", "timesteps", "text_embeddings" and a float32 output.
 
+    Raises:
+        ConfigError: ``config`` is not a ModelConfig.
+
     Example:
         >>> model = build_unet(ModelConfig(image_size=16, base_width=8, channel_mults=(1, 2)))
         >>> model.output_shape
         (None, 16, 16, 3)
     """
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"build_unet: got {type(config).__name__}; allowed: a ModelConfig "
+                          f"(e.g. ModelConfig.from_dict(...) for a dict)")
     size, widths = config.image_size, config.widths
     images = keras.Input((size, size, config.channels), name=INPUT_NAMES[0], dtype="float32")
     timesteps = keras.Input((), name=INPUT_NAMES[1], dtype="int32")
