@@ -134,6 +134,28 @@ def test_auto_falls_back_to_minilm_with_one_warning(hub_cache, minilm, monkeypat
     assert MINILM_IDENTITY in warnings[0] and "not in the local Hugging Face cache" in warnings[0]
 
 
+def test_auto_never_touches_the_network_even_when_online(hub_cache, minilm, monkeypatch):
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+
+    def record(*args, **kwargs):  # the hub client swallows exceptions, so record, then fail
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", record)
+    monkeypatch.setattr(socket.socket, "connect", record)
+    monkeypatch.setattr(text, "MiniLMTextEncoder", lambda device=None: minilm)
+    assert load_text_encoder("auto") is minilm
+    assert attempts == []
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # restored after the cache-only attempt
+
+
 @pytest.mark.parametrize("spec", ["clip", "openai/clip-vit-base-patch32", "clip:someone/some-model"])
 def test_explicit_encoder_offline_and_not_cached_is_a_one_line_error(hub_cache, spec):
     with pytest.raises(EncoderError) as info:
