@@ -83,6 +83,19 @@ def test_clip_truncates_long_captions_to_the_model_length(clip):
     np.testing.assert_allclose(a, b, atol=1e-6)  # the tail past 16 tokens is cut off
 
 
+def test_clip_text_tower_matches_the_full_models_text_features(clip, clip_dir):
+    import torch
+    from transformers import CLIPModel
+
+    full = CLIPModel.from_pretrained(str(clip_dir)).eval()
+    batch = clip.tokenizer(CAPTIONS, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        features = full.get_text_features(**batch)
+    features = getattr(features, "pooler_output", features)  # an output object in transformers 5
+    expected = torch.nn.functional.normalize(features, dim=-1).numpy()
+    np.testing.assert_allclose(clip.encode(CAPTIONS), expected, atol=1e-5)
+
+
 def test_identity_loads_the_same_encoder_again(clip):
     again = load_text_encoder(clip.name)
     assert again.name == clip.name
