@@ -76,8 +76,9 @@ class SampleResult:
 
     Attributes:
         images: final images, float32 in [-1, 1], shape (B, H, W, C).
-        intermediates: kept states, float32, shape (K, B, H, W, C); ``intermediates[0]`` is the
-            starting noise and ``intermediates[-1]`` equals ``images``.
+        intermediates: kept states x_t, float32, shape (K, B, H, W, C), not clipped (noisy states
+            are not images yet); ``intermediates[0]`` is the starting noise and
+            ``intermediates[-1]`` equals ``images``.
         timesteps: (K,) int, the noise level t of each kept state in the paper's notation
             (x_T is the pure noise, so the first entry is T; x_0 is the image, the last entry is 0).
         seed: the integer seed used (drawn at random when none was given); pass it back to
@@ -484,9 +485,10 @@ def sample_ddpm(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), timestep
         schedule: the run's schedule (then ``timesteps`` is ignored, with a warning if different).
 
     Returns:
-        (final_image, intermediate_images): float32 arrays in [-1, 1] of shapes (B, H, W, C) and
-        (K, B, H, W, C), K = min(num_intermediates, T + 1); the first intermediate is the starting noise, the last
-        the final image. Call :func:`sample` to also get each intermediate's t and the seed.
+        (final_image, intermediate_images): float32, (B, H, W, C) in [-1, 1] and (K, B, H, W, C)
+        with K = min(num_intermediates, T + 1); the first intermediate is the starting noise
+        (standard normal, not clipped), the last the final image. Call :func:`sample` to also get
+        each intermediate's t and the seed.
 
     Raises:
         EncoderError, ConfigError: as in :func:`sample`.
