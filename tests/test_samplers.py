@@ -304,3 +304,12 @@ def test_timesteps_builds_the_default_schedule_when_none_is_given():
     assert steps.shape[0] == 31  # all 30 steps + the noise: the schedule had T = 30
     np.testing.assert_allclose(images, x0, atol=ORACLE_ATOL)
     assert samplers.SAMPLER_KINDS == ("ddpm", "ddim")
+
+
+def test_a_schedule_wins_over_timesteps_and_an_odd_value_is_flagged(small_schedule, caplog):
+    oracle = Oracle(small_schedule, one_image())
+    _, steps = sample_ddpm(oracle, np.zeros(4), (1, 8, 8, 3), schedule=small_schedule, seed=0,
+                           num_intermediates=100)
+    assert steps.shape[0] == 21 and not caplog.records  # T = 20 from the schedule, default 1000 silent
+    sample_ddim(oracle, np.zeros(4), (1, 8, 8, 3), 50, schedule=small_schedule, steps=2, seed=0)
+    assert "timesteps=50 ignored: the schedule given has T = 20" in caplog.text

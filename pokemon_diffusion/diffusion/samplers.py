@@ -47,6 +47,7 @@ from .schedule import NoiseSchedule, make_schedule, split_prediction
 log = logging.getLogger(__name__)
 
 SAMPLER_KINDS = ("ddpm", "ddim")
+DEFAULT_TIMESTEPS = 1000  # T of the default schedule, as in the seed's sample_ddpm
 MAX_SEED = 2**31 - 1
 # With a progress bar the loop returns to Python about this many times per run (plus once per
 # kept intermediate); each return costs well under a millisecond next to a U-Net forward pass.
@@ -359,9 +360,11 @@ def _resolve_seed(seed: Optional[int]) -> int:
 
 
 def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int]) -> NoiseSchedule:
+    """The schedule given, else the default linear one with ``timesteps`` steps."""
     if schedule is None:
-        return make_schedule(DiffusionConfig(timesteps=1000 if timesteps is None else timesteps))
-    if timesteps is not None and timesteps != schedule.timesteps:
+        return make_schedule(DiffusionConfig(timesteps=DEFAULT_TIMESTEPS if timesteps is None else timesteps))
+    # the default 1000 says nothing when a schedule is given; another value is a likely mistake
+    if timesteps not in (None, DEFAULT_TIMESTEPS, schedule.timesteps):
         log.warning("timesteps=%s ignored: the schedule given has T = %d", timesteps, schedule.timesteps)
     return schedule
 
@@ -482,7 +485,8 @@ def sample_ddpm(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), timestep
         model, text_emb, shape, guidance_scale, seed, num_intermediates, clip_x0, progress: as in
             :func:`sample`.
         timesteps: T of the default linear schedule, used when ``schedule`` is None.
-        schedule: the run's schedule (then ``timesteps`` is ignored, with a warning if different).
+        schedule: the run's schedule; it wins over ``timesteps`` (a value other than the default
+            1000 and the schedule's T is logged as a warning).
 
     Returns:
         (final_image, intermediate_images): float32, (B, H, W, C) in [-1, 1] and (K, B, H, W, C)
