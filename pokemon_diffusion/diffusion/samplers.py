@@ -213,7 +213,7 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
     Raises:
         ConfigError: ``steps`` is not from 1 to ``timesteps``.
     """
-    if not 1 <= steps <= timesteps:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
         raise ConfigError(f"DDIM steps: got {steps}; allowed: 1 to the schedule's T = {timesteps}")
     # spacing (T−1)/(steps−1) >= 1, so the rounded values are distinct
     return np.round(np.linspace(timesteps - 1, 0, steps)).astype(np.int32)
@@ -387,7 +387,7 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
             for ``batch // n`` consecutive images.
         shape: (batch, height, width, channels) of the images to make.
         schedule: the run's noise schedule; None = the default linear T = 1000 one.
-        sampler: "ddim" or "ddpm" (DDPM runs all T steps and ignores ``steps`` and ``eta``).
+        sampler: "ddim" or "ddpm" (DDPM runs all T steps: leave ``steps`` None and ``eta`` 0).
         steps: DDIM steps, 1 to T (None = 50, or T if T < 50).
         eta: DDIM's η from 0 (deterministic) to 1.
         guidance_scale: w; 1 = conditional only, 0 = unconditional (both one forward pass per step).
@@ -414,8 +414,13 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
     if not math.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
     if sampler == "ddpm":
+        if steps not in (None, schedule.timesteps):
+            raise ConfigError(f"steps: got {steps}; ddpm runs all T = {schedule.timesteps} steps of the "
+                              "schedule (use sampler='ddim' for fewer)")
+        if eta:
+            raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
         step_t = np.arange(schedule.timesteps - 1, -1, -1, dtype=np.int32)
-        eta = 1.0
+        eta = 1.0  # reported: DDPM's variance is DDIM's eta = 1 one
     else:
         if not 0.0 <= float(eta) <= 1.0:
             raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
