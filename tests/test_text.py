@@ -83,6 +83,19 @@ def test_clip_truncates_long_captions_to_the_model_length(clip):
     np.testing.assert_allclose(a, b, atol=1e-6)  # the tail past 16 tokens is cut off
 
 
+def test_clip_text_tower_matches_the_full_models_text_features(clip, clip_dir):
+    import torch
+    from transformers import CLIPModel
+
+    full = CLIPModel.from_pretrained(str(clip_dir)).eval()
+    batch = clip.tokenizer(CAPTIONS, padding=True, truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        features = full.get_text_features(**batch)
+    features = getattr(features, "pooler_output", features)  # an output object in transformers 5
+    expected = torch.nn.functional.normalize(features, dim=-1).numpy()
+    np.testing.assert_allclose(clip.encode(CAPTIONS), expected, atol=1e-5)
+
+
 def test_identity_loads_the_same_encoder_again(clip):
     again = load_text_encoder(clip.name)
     assert again.name == clip.name
@@ -132,6 +145,28 @@ def test_auto_falls_back_to_minilm_with_one_warning(hub_cache, minilm, monkeypat
     warnings = [r.getMessage() for r in package_log.records if r.levelno >= logging.WARNING]
     assert len(warnings) == 1, warnings
     assert MINILM_IDENTITY in warnings[0] and "not in the local Hugging Face cache" in warnings[0]
+
+
+def test_auto_never_touches_the_network_even_when_online(hub_cache, minilm, monkeypatch):
+    import socket
+
+    import huggingface_hub.constants
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    attempts = []
+
+    def record(*args, **kwargs):  # the hub client swallows exceptions, so record, then fail
+        attempts.append(args)
+        raise OSError("network disabled in this test")
+
+    monkeypatch.setattr(socket, "getaddrinfo", record)
+    monkeypatch.setattr(socket.socket, "connect", record)
+    monkeypatch.setattr(text, "MiniLMTextEncoder", lambda device=None: minilm)
+    assert load_text_encoder("auto") is minilm
+    assert attempts == []
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is False  # restored after the cache-only attempt
 
 
 @pytest.mark.parametrize("spec", ["clip", "openai/clip-vit-base-patch32", "clip:someone/some-model"])

@@ -108,6 +108,24 @@ def _quiet_transformers():
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _no_hub_requests():
+    """Make huggingface_hub behave as offline for a cache-only load.
+
+    ``local_files_only=True`` alone is not enough: huggingface_hub 2.4 still fetches an "agent
+    harnesses" registry from the hub (3 s timeout) while building request headers. Its own
+    offline flag is read at import time, so it is switched here and restored afterwards.
+    """
+    from huggingface_hub import constants
+
+    offline = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = offline
+
+
 def _first_line(exc: BaseException, limit: int = 200) -> str:
     text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -121,7 +139,8 @@ def _load_files(what: str, source: str, loader: Callable[[bool], Any], *, allow_
     """
     is_folder = os.path.isdir(source)
     try:
-        return loader(True)
+        with _no_hub_requests():
+            return loader(True)
     except Exception as exc:  # OSError when not cached; ValueError/KeyError for broken folders
         log.debug("local load of %s failed", source, exc_info=True)
         local_error = exc
