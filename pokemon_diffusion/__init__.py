@@ -21,6 +21,25 @@ from .errors import (CheckpointError, ConfigError, DataError, EncoderError, Poke
 
 # public name -> module that defines it (relative to this package)
 _LAZY = {
+    # data
+    "collect": ".data.collect", "CollectSummary": ".data.collect",
+    "scrape_pokemon_images_and_embeddings": ".data.collect",
+    "read_metadata": ".data.metadata", "write_metadata": ".data.metadata", "Entry": ".data.metadata",
+    "get_text_embedding": ".data.text", "load_text_encoder": ".data.text", "embed_dataset": ".data.text",
+    "null_text_embedding": ".data.text", "TextEncoder": ".data.text",
+    "load_data": ".data.dataset", "make_dataset": ".data.dataset",
+    # model and diffusion
+    "build_unet": ".model.unet", "count_flops": ".model.unet", "model_summary_line": ".model.unet",
+    "make_schedule": ".diffusion.schedule", "q_sample": ".diffusion.schedule",
+    "sample": ".diffusion.samplers", "sample_ddpm": ".diffusion.samplers",
+    "sample_ddim": ".diffusion.samplers", "SampleResult": ".diffusion.samplers",
+    # training, runs, generation
+    "train": ".training.trainer", "TrainResult": ".training.trainer",
+    "load_run": ".run_dir", "load_pretrained": ".pretrained",
+    "generate": ".generate", "save_outputs": ".generate", "run_demo": ".demo",
+    # figures
+    "plot_denoising_steps": ".viz", "plot_samples": ".viz", "save_denoising_gif": ".viz",
+    "plot_training_curves": ".viz", "save_figure": ".viz",
 }
 
 __all__ = [

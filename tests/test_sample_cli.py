@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pokemon_diffusion.cli import main
-from pokemon_diffusion.commands import sample as sample_command
+from pokemon_diffusion.data import text as text_module
 from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, TrainConfig
 from pokemon_diffusion.run_dir import EMA_MODEL_FILE, EncoderInfo, save_model_atomic, write_encoder_info
 
@@ -62,7 +62,7 @@ def encoder(monkeypatch):
         specs.append((expected.name, spec))
         return fake
 
-    monkeypatch.setattr(sample_command, "_load_encoder", load)
+    monkeypatch.setattr(text_module, "load_encoder_matching", load)
     fake.specs = specs
     return fake
 
@@ -104,7 +104,7 @@ def one_line_error(capsys):
 
 
 def test_an_encoder_of_another_size_is_refused(run_dir, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sample_command, "_load_encoder", lambda expected, spec: HashEncoder(dim=384))
+    monkeypatch.setattr(text_module, "load_encoder_matching", lambda expected, spec: HashEncoder(dim=384))
     code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png")])
     assert code == 2
     assert "gives 384-d embeddings but the model expects 4-d" in one_line_error(capsys)
@@ -112,7 +112,7 @@ def test_an_encoder_of_another_size_is_refused(run_dir, monkeypatch, tmp_path, c
 
 
 def test_an_encoder_with_another_identity_is_refused(run_dir, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sample_command, "_load_encoder", lambda expected, spec: HashEncoder(name="clip"))
+    monkeypatch.setattr(text_module, "load_encoder_matching", lambda expected, spec: HashEncoder(name="clip"))
     code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--text-encoder", "clip",
                  "--out", str(tmp_path / "s.png")])
     assert code == 2

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 
 from ..config import SAMPLERS, SampleConfig
-from ..errors import ConfigError, EncoderError
+from ..errors import ConfigError
 from ._args import choice_help, float_range, int_range
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,8 @@ def add_parser(subparsers):
         description="Generate images from text prompts with a trained run's EMA model and noise "
                     "schedule, with DDIM or DDPM and classifier-free guidance; write a captioned "
                     "grid, optionally the denoising steps (figure and GIF).")
-    parser.add_argument("--run", required=True, metavar="RUN", help="run folder written by `train`")
+    parser.add_argument("--run", metavar="RUN", default=None,
+                        help="run folder written by `train` (default: the shipped reference model)")
     parser.add_argument("--prompt", required=True, action="append", type=_prompt, metavar="TEXT",
                         help="text prompt; repeat for several prompts")
     parser.add_argument("--num", type=int_range(1, MAX_IMAGES), default=1, metavar="N",
@@ -83,16 +84,6 @@ def add_parser(subparsers):
     return parser
 
 
-def _load_encoder(expected, spec):
-    """The run's text encoder, loaded from ``spec`` (None = the identity in RUN/encoder.json).
-
-    ``load_encoder_matching`` refuses a spec naming another encoder before loading anything.
-    """
-    from ..data.text import load_encoder_matching
-
-    return load_encoder_matching(expected, spec)
-
-
 def _sample_config(args, timesteps: int) -> SampleConfig:
     """Check the flags against each other and the run's T; ConfigError names the flag."""
     if args.sampler == "ddpm":
@@ -111,51 +102,27 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         clip_x0=not args.no_clip, seed=args.seed)
 
 
-def _encode(encoder, prompts, dim: int):
-    import numpy as np
-
-    embeddings = np.asarray(encoder.encode(list(prompts)), dtype=np.float32)
-    if embeddings.shape != (len(prompts), dim):
-        raise EncoderError(f"text encoder {encoder.name!r} returned shape {embeddings.shape} for "
-                           f"{len(prompts)} prompts; expected ({len(prompts)}, {dim})")
-    return embeddings
-
-
 def run(args) -> int:
-    from ..diffusion.samplers import sample
-    from ..run_dir import load_run
-    from ..viz import plot_denoising_steps, plot_samples, save_denoising_gif, save_figure
+    from ..generate import generate, save_outputs
 
     prompts = list(args.prompt)
     if len(prompts) * args.num > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x --num {args.num} = {len(prompts) * args.num} images; "
                           f"allowed: at most {MAX_IMAGES} per call")
     # 1. the run (EMA model, schedule) and the flags checked against it
-    loaded = load_run(args.run)
+    if args.run is None:
+        from ..pretrained import load_pretrained
+
+        loaded = load_pretrained()
+        log.info("using the shipped reference model (pass --run RUN for your own)")
+    else:
+        from ..run_dir import load_run
+
+        loaded = load_run(args.run)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
-    model_config = loaded.config.model
-
-    # 2. the run's text encoder, identity and size checked before any sampling
-    encoder = _load_encoder(loaded.encoder, args.text_encoder)
-    loaded.encoder.check(encoder.name, int(encoder.dim), what=f"text encoder {encoder.name!r}")
-    embeddings = _encode(encoder, prompts, loaded.encoder.dim)
-
-    # 3. sample: each prompt's embedding is repeated for its --num images (prompt-major)
-    shape = (len(prompts) * args.num, model_config.image_size, model_config.image_size, model_config.channels)
-    log.info("sampling %d image(s) of %dx%d with %s, %d steps, guidance %g", shape[0], shape[1], shape[2],
-             config.sampler, config.steps, config.guidance_scale)
-    result = sample(loaded.model, embeddings, shape, schedule=loaded.schedule, sampler=config.sampler,
-                    steps=config.steps, eta=config.eta, guidance_scale=config.guidance_scale,
-                    seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0)
-    log.info("sampled in %.1f s (%.2f s per image); seed %d (pass --seed %d to repeat)", result.seconds,
-             result.seconds / shape[0], result.seed, result.seed)
-
-    # 4. the files, each written atomically
-    written = [save_figure(plot_samples(result.images, prompts), args.out)]
-    if args.steps_figure:
-        written.append(save_figure(plot_denoising_steps(result, prompts=prompts), args.steps_figure))
-    if args.gif:
-        written.append(save_denoising_gif(result, args.gif))
-    for path in written:
-        log.info("wrote %s", path)
+    # 2. encode with the run's own encoder (another one is refused before loading), then sample
+    result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
+    log.info("seed %d (pass --seed %d to repeat)", result.seed, result.seed)
+    # 3. the files, each written atomically
+    save_outputs(result, labels, args.out, steps_figure=args.steps_figure, gif=args.gif)
     return 0

@@ -1,0 +1,134 @@
+"""The end-to-end demo: collect, embed, train for a time budget, sample, and draw the figures.
+
+``run_demo`` is what ``make demo`` / ``pokemon-diffusion demo`` run on the offline defaults (the
+packaged Pokédex and the ``auto`` text encoder). A second run reuses the dataset and embeddings
+and continues training the same run. When the package ships its reference model, the same
+prompts are also sampled from it, so a fresh machine shows what a longer training gives.
+
+Outputs (``OUT/``): samples.png, denoising_steps.png, denoising.gif, training_curve.png,
+pretrained_samples.png, pretrained_denoising_steps.png, pretrained_denoising.gif, report.json
+and the training run in ``OUT/run/``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from pathlib import Path
+from typing import Any, Dict, Optional, Sequence, Union
+
+from .config import DataConfig, RunConfig, SampleConfig, TrainConfig, atomic_write_text
+from .errors import CheckpointError
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+#: Captions from the dataset (as ``make_caption`` writes them) and new descriptions.
+DEMO_PROMPTS = (
+    "Pikachu, an Electric-type Pokémon",
+    "Charmander, a Fire-type Pokémon",
+    "Squirtle, a Water-type Pokémon",
+    "Bulbasaur, a Grass/Poison-type Pokémon",
+    "a fire-type dragon Pokémon",
+    "a blue water turtle Pokémon",
+    "a green grass cat Pokémon",
+    "a purple ghost Pokémon",
+)
+DEFAULT_MINUTES = 12.0  # with the install, collect and embed: about 20 minutes on a 2-core CPU
+
+
+def _timed(report: Dict[str, Any], key: str, fn, *args, **kwargs):
+    start = time.perf_counter()
+    value = fn(*args, **kwargs)
+    report["timings_s"][key] = round(time.perf_counter() - start, 2)
+    return value
+
+
+def _sample_and_save(run, prompts, out: Path, prefix: str, config: SampleConfig, encoder) -> Dict[str, Any]:
+    from .generate import generate, save_outputs
+
+    result, labels = generate(run, prompts, config=config, encoder=encoder)
+    files = save_outputs(result, labels, out / f"{prefix}samples.png",
+                         steps_figure=out / f"{prefix}denoising_steps.png", gif=out / f"{prefix}denoising.gif")
+    return {"files": [p.name for p in files], "seconds": round(result.seconds, 2), "seed": result.seed,
+            "sampler": result.sampler, "steps": result.steps, "guidance_scale": result.guidance_scale}
+
+
+def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/pokemon",
+             minutes: float = DEFAULT_MINUTES, text_encoder: str = "auto", limit: Optional[int] = None,
+             run_config: Optional[RunConfig] = None, prompts: Sequence[str] = DEMO_PROMPTS,
+             sample_config: SampleConfig = SampleConfig(seed=0), use_pretrained: bool = True) -> Dict[str, Any]:
+    """Run the whole pipeline and write the figures and ``report.json`` to ``out_dir``.
+
+    Args:
+        out_dir: where the figures, the report and the training run (``run/``) go.
+        data_dir: the dataset folder (reused when already collected and embedded).
+        minutes: training time budget; a second call continues the same run for as long again.
+        text_encoder: encoder spec for ``embed`` (``auto``: CLIP when cached, else packaged MiniLM).
+        limit: collect only the first N Pokémon (tests); None = all 1,008.
+        run_config: model/diffusion/training settings (default: the library defaults at 32x32);
+            the time budget is applied on top.
+        prompts: what to draw; the first ones are dataset captions, the rest new descriptions.
+        sample_config: sampler settings (default DDIM-50, guidance 3, seed 0).
+        use_pretrained: also sample the shipped reference model when it is installed.
+
+    Returns:
+        The report (also written to ``OUT/report.json``).
+    """
+    from .data.collect import collect
+    from .data.text import embed_dataset, load_encoder_matching
+    from .run_dir import CHECKPOINT_DIR, load_run
+    from .training.trainer import train
+    from .viz import plot_training_curves, save_figure
+
+    out, data = Path(out_dir), Path(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_dir = out / "run"
+    report: Dict[str, Any] = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "timings_s": {},
+                              "machine": {"processor": platform.processor() or platform.machine(),
+                                          "python": platform.python_version()},
+                              "prompts": list(prompts)}
+
+    # 1. data: the packaged Pokédex, then its captions embedded (both reuse what is there)
+    collected = _timed(report, "collect", collect, DataConfig(source="pokedex", out_dir=str(data), limit=limit))
+    embedded = _timed(report, "embed", embed_dataset, data, text_encoder)
+    report["data"] = {"dir": str(data), "images": collected.images, "downloaded": collected.downloaded,
+                      "encoder": embedded.encoder, "embedded": embedded.embedded}
+
+    # 2. train for the time budget, continuing an earlier demo run when there is one
+    base = run_config or RunConfig()
+    config = base.replace(train=base.train.replace(time_limit_minutes=minutes))
+    resume = (run_dir / CHECKPOINT_DIR).is_dir() and any((run_dir / CHECKPOINT_DIR).iterdir())
+    trained = _timed(report, "train", train, data, run_dir, config, resume=resume)
+    report["train"] = {"resumed": resume, "step": trained.step, "stopped": trained.stopped,
+                       "loss": trained.loss, "val_loss": trained.val_loss,
+                       "images_per_s": trained.images_per_s, "elapsed_s": round(trained.elapsed_s, 1),
+                       "image_size": config.model.image_size}
+    save_figure(plot_training_curves(run_dir), out / "training_curve.png")
+
+    # 3. sample the demo's own run, then the shipped reference model, with the same prompts
+    run = load_run(run_dir)
+    encoder = load_encoder_matching(run.encoder)
+    report["samples"] = _timed(report, "sample", _sample_and_save, run, prompts, out, "", sample_config, encoder)
+    report["pretrained"] = None
+    if use_pretrained:
+        from .pretrained import load_pretrained, read_manifest
+
+        try:
+            reference = load_pretrained()
+        except CheckpointError as exc:
+            log.warning("no reference model sampled: %s", exc)
+            report["pretrained"] = {"skipped": str(exc)}
+        else:
+            if reference.encoder.name != encoder.name:
+                encoder = load_encoder_matching(reference.encoder)
+            manifest = read_manifest()
+            report["pretrained"] = {key: manifest.get(key) for key in ("name", "steps", "wall_time_s", "val_loss")}
+            report["pretrained"].update(_timed(report, "sample_pretrained", _sample_and_save, reference, prompts,
+                                               out, "pretrained_", sample_config, encoder))
+    atomic_write_text(out / "report.json", json.dumps(report, indent=2, default=str) + "\n")
+    log.info("demo done: %s (own run: %d steps, held-out loss %s)", out, trained.step, trained.val_loss)
+    return report

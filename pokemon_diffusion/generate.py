@@ -1,0 +1,105 @@
+"""From prompts to pictures with a loaded run: encode, sample, and write the figures.
+
+The ``sample`` command, the demo and users' scripts share these three steps::
+
+    run = load_run("runs/r1")                     # or load_pretrained()
+    result, labels = generate(run, ["a fire-type dragon Pokémon"], num=4, config=SampleConfig(seed=0))
+    save_outputs(result, labels, "samples.png", steps_figure="steps.png", gif="denoising.gif")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import List, Optional, Sequence, Union
+
+import numpy as np
+
+from .config import SampleConfig
+from .errors import ConfigError, EncoderError
+from .run_dir import LoadedRun
+
+log = logging.getLogger(__name__)
+
+PathLike = Union[str, Path]
+
+
+def encode_prompts(run: LoadedRun, prompts: Sequence[str], *, text_encoder: Optional[str] = None,
+                   encoder=None) -> np.ndarray:
+    """Embed ``prompts`` with the run's own text encoder: float32 ``(len(prompts), dim)``.
+
+    Args:
+        run: the loaded run; its ``encoder.json`` names the encoder it was trained with.
+        prompts: non-empty texts.
+        text_encoder: where to load that encoder from (None = the saved identity); a different
+            encoder is refused before anything is loaded.
+        encoder: an already loaded encoder to reuse (checked the same way).
+
+    Raises:
+        EncoderError: another encoder or dimension than the run's, or a load failure.
+    """
+    if encoder is None:
+        from .data.text import load_encoder_matching
+
+        encoder = load_encoder_matching(run.encoder, text_encoder)
+    run.encoder.check(encoder.name, int(encoder.dim), what=f"text encoder {encoder.name!r}")
+    embeddings = np.asarray(encoder.encode(list(prompts)), dtype=np.float32)
+    if embeddings.shape != (len(prompts), run.encoder.dim):
+        raise EncoderError(f"text encoder {encoder.name!r} returned shape {embeddings.shape} for "
+                           f"{len(prompts)} prompts; expected ({len(prompts)}, {run.encoder.dim})")
+    return embeddings
+
+
+def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
+             config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
+             embeddings: Optional[np.ndarray] = None):
+    """Sample ``num`` images per prompt with the run's EMA model and schedule.
+
+    Returns:
+        ``(SampleResult, labels)``: images are prompt-major (prompt 0's ``num`` images first);
+        ``labels`` repeats each prompt ``num`` times, ready for :func:`save_outputs`.
+
+    Raises:
+        ConfigError: no prompt, or more DDIM steps than the run's T.
+        EncoderError: see :func:`encode_prompts`.
+    """
+    from .diffusion.samplers import sample
+
+    prompts = list(prompts)
+    if not prompts:
+        raise ConfigError("prompts: got none; allowed: at least one non-empty prompt")
+    timesteps = run.config.diffusion.timesteps
+    steps = None
+    if config.sampler == "ddim":
+        steps = min(config.steps, timesteps)
+        if config.steps > timesteps:
+            log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
+    if embeddings is None:
+        embeddings = encode_prompts(run, prompts, text_encoder=text_encoder, encoder=encoder)
+    model = run.config.model
+    shape = (len(prompts) * num, model.image_size, model.image_size, model.channels)
+    log.info("sampling %d image(s) of %dx%d with %s (%s steps), guidance %g", shape[0], shape[1], shape[2],
+             config.sampler, steps or timesteps, config.guidance_scale)
+    result = sample(run.model, embeddings, shape, schedule=run.schedule, sampler=config.sampler, steps=steps,
+                    eta=config.eta if config.sampler == "ddim" else 0.0, guidance_scale=config.guidance_scale,
+                    seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0)
+    log.info("sampled in %.1f s (%.2f s per image); seed %d", result.seconds, result.seconds / shape[0],
+             result.seed)
+    labels = [p for p in prompts for _ in range(num)]
+    return result, labels
+
+
+def save_outputs(result, labels: Sequence[str], out: PathLike, *, steps_figure: Optional[PathLike] = None,
+                 gif: Optional[PathLike] = None) -> List[Path]:
+    """Write the captioned grid, and optionally the denoising-steps figure and GIF (atomically)."""
+    from .viz import plot_denoising_steps, plot_samples, save_denoising_gif, save_figure
+
+    written = [save_figure(plot_samples(result.images, list(labels)), out)]
+    if steps_figure:
+        written.append(save_figure(plot_denoising_steps(result, prompts=list(labels)), steps_figure))
+    if gif:
+        written.append(save_denoising_gif(result, gif))
+    for path in written:
+        log.info("wrote %s", path)
+    return written
+
