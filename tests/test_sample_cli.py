@@ -1,0 +1,148 @@
+"""`pokemon-diffusion sample` end to end on a tiny run folder built here: real files decoded back."""
+
+import hashlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pokemon_diffusion.cli import main
+from pokemon_diffusion.commands import sample as sample_command
+from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, TrainConfig
+from pokemon_diffusion.run_dir import EMA_MODEL_FILE, EncoderInfo, save_model_atomic, write_encoder_info
+
+TEXT_DIM = 4
+ENCODER_NAME = "test-hash-encoder"
+
+
+class HashEncoder:
+    """A deterministic stand-in text encoder: a vector per prompt from its SHA-256."""
+
+    def __init__(self, name=ENCODER_NAME, dim=TEXT_DIM):
+        self.name, self.dim = name, dim
+        self.seen = []
+
+    def encode(self, texts):
+        self.seen.extend(texts)
+        rows = [np.frombuffer(hashlib.sha256(t.encode()).digest()[: self.dim], np.uint8) for t in texts]
+        return (np.stack(rows).astype(np.float32) / 127.5 - 1.0).reshape(len(texts), self.dim)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run folder as `train` writes it: config.json, encoder.json, ema_model.keras (T = 20)."""
+    import keras
+
+    from pokemon_diffusion.model.unet import build_unet
+
+    run = tmp_path_factory.mktemp("run")
+    model_config = ModelConfig(image_size=16, base_width=8, channel_mults=(1, 2), num_res_blocks=1,
+                               dropout=0.0, text_dim=TEXT_DIM)
+    RunConfig(model=model_config, diffusion=DiffusionConfig(timesteps=20), train=TrainConfig(steps=1)).save(
+        run / "config.json")
+    write_encoder_info(run, EncoderInfo(ENCODER_NAME, TEXT_DIM))
+    keras.utils.set_random_seed(0)
+    model = build_unet(model_config)
+    # the output conv starts at zero; give it weights so that prompts and seeds matter
+    for weight in model.layers[-1].weights:
+        weight.assign(np.random.default_rng(0).normal(0, 0.05, weight.shape).astype(np.float32))
+    save_model_atomic(model, run / EMA_MODEL_FILE)
+    return run
+
+
+@pytest.fixture
+def encoder(monkeypatch):
+    fake = HashEncoder()
+    specs = []
+
+    def load(spec):
+        specs.append(spec)
+        return fake
+
+    monkeypatch.setattr(sample_command, "_load_encoder", load)
+    fake.specs = specs
+    return fake
+
+
+def test_sample_writes_grid_steps_figure_and_gif(run_dir, encoder, tmp_path):
+    out, steps_png, gif = tmp_path / "o" / "samples.png", tmp_path / "steps.png", tmp_path / "d.gif"
+    code = main(["sample", "--run", str(run_dir), "--prompt", "a fire dragon", "--prompt", "a ghost",
+                 "--num", "2", "--steps", "3", "--guidance", "2", "--seed", "5", "--out", str(out),
+                 "--steps-figure", str(steps_png), "--gif", str(gif)])
+    assert code == 0
+    assert encoder.specs == [ENCODER_NAME] and encoder.seen == ["a fire dragon", "a ghost"]
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.size == (4 * 220, round((2.2 + 0.5) * 100))  # 4 images, 1 row
+    with Image.open(steps_png) as png:
+        assert png.format == "PNG" and png.size[0] > png.size[1]  # 4 columns (3 steps + noise), 4 rows
+    with Image.open(gif) as animation:
+        # 3 DDIM steps -> 4 states; 4 images of 16 px upscaled x8 -> 2x2 tiles of 128 px, 4-px gaps
+        assert animation.n_frames == 4 and animation.size == (268, 268)
+    assert not [p for p in tmp_path.rglob(".*")], "a temp file was left behind"
+
+
+def test_same_seed_gives_the_same_gif(run_dir, encoder, tmp_path):
+    frames = []
+    for name in ("a.gif", "b.gif"):
+        assert main(["sample", "--run", str(run_dir), "--prompt", "a ghost", "--sampler", "ddpm",
+                     "--seed", "3", "--intermediates", "3", "--out", str(tmp_path / "x.png"),
+                     "--gif", str(tmp_path / name)]) == 0
+        with Image.open(tmp_path / name) as animation:
+            assert animation.n_frames == 3  # DDPM: all 20 steps run, 3 states kept
+            animation.seek(2)
+            frames.append(np.asarray(animation.convert("RGB")))
+    np.testing.assert_array_equal(frames[0], frames[1])
+
+
+def one_line_error(capsys):
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+def test_an_encoder_of_another_size_is_refused(run_dir, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sample_command, "_load_encoder", lambda spec: HashEncoder(dim=384))
+    code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png")])
+    assert code == 2
+    assert "gives 384-d embeddings but the model expects 4-d" in one_line_error(capsys)
+    assert not (tmp_path / "s.png").exists()
+
+
+def test_an_encoder_with_another_identity_is_refused(run_dir, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(sample_command, "_load_encoder", lambda spec: HashEncoder(name="clip"))
+    code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--text-encoder", "clip",
+                 "--out", str(tmp_path / "s.png")])
+    assert code == 2
+    assert f"is 'clip' but the model was trained with '{ENCODER_NAME}'" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--sampler", "ddpm", "--steps", "5"], "ddpm runs all T = 20 steps"),
+    (["--sampler", "ddpm", "--eta", "0.5"], "eta applies to --sampler ddim only"),
+    (["--steps", "21"], "allowed: 1 to the run's T = 20"),
+])
+def test_flags_that_do_not_fit_the_run_are_refused(run_dir, encoder, tmp_path, capsys, extra, message):
+    code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png"), *extra])
+    assert code == 2
+    assert message in one_line_error(capsys)
+
+
+def test_a_missing_run_is_one_line(tmp_path, capsys):
+    code = main(["sample", "--run", str(tmp_path / "nope"), "--prompt", "x", "--out", str(tmp_path / "s.png")])
+    assert code == 2
+    assert "run folder not found" in one_line_error(capsys)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--out", "samples.txt"], "allowed: a file name ending in .png"),
+    (["--out", "s.png", "--gif", "d.png"], "allowed: a file name ending in .gif"),
+    (["--out", "s.png", "--num", "0"], "allowed: an integer from 1 to 256"),
+    (["--out", "s.png", "--guidance", "-1"], "allowed: a number from 0.0 to 50.0"),
+    (["--out", "s.png", "--sampler", "euler"], "invalid choice: 'euler'"),
+    (["--out", "s.png", "--prompt", "  "], "allowed: a non-empty prompt"),
+])
+def test_bad_flag_values_are_one_line_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--run", "r", "--prompt", "x", *argv])
+    assert info.value.code == 2
+    assert message in one_line_error(capsys)
