@@ -170,7 +170,33 @@ def resolve_inception_weights(spec: Optional[str] = None, *, offline: Optional[b
     if not path.is_file():
         raise ConfigError(f"--inception-weights: file not found: {spec!r}; allowed: an existing "
                           ".h5 / .weights.h5 / .keras file, auto, imagenet or random")
+    check_weights_file(path)
     return str(path)
+
+
+def check_weights_file(path: os.PathLike | str) -> None:
+    """Cheaply check that ``path`` is an HDF5 (``.h5``) or zip (``.keras``) file before building a network.
+
+    Raises:
+        ConfigError: the file cannot be opened as what its extension says.
+    """
+    import zipfile
+
+    path = Path(path)
+    if path.suffix == ".keras":
+        ok = zipfile.is_zipfile(path)
+    else:
+        import h5py
+
+        try:
+            with h5py.File(path, "r"):
+                ok = True
+        except OSError:
+            ok = False
+    if not ok:
+        kind = "a zip (.keras)" if path.suffix == ".keras" else "an HDF5 (.h5)"
+        raise ConfigError(f"--inception-weights: {str(path)!r} is not {kind} file; allowed: Keras "
+                          f"InceptionV3 weights such as {INCEPTION_CACHE_FILE}")
 
 
 # ------------------------------------------------------------------------- InceptionV3 features
@@ -206,24 +232,28 @@ class InceptionFeatures:
             seed: seeds the ``"random"`` weights, so tests are reproducible.
 
         Raises:
-            ConfigError: ``input_size`` below 75 or above 1024.
-            FeatureUnavailable: the weights could not be downloaded or loaded.
+            ConfigError: ``input_size`` below 75 or above 1024, or a weights file that is damaged or
+                does not fit InceptionV3 (no top).
+            FeatureUnavailable: the ImageNet weights could not be downloaded.
         """
         if not 75 <= input_size <= 1024:
             raise ConfigError(f"InceptionV3 input_size: got {input_size}; allowed: 75 to 1024 (299 for FID)")
+        if weights not in (RANDOM, IMAGENET):
+            check_weights_file(weights)  # seconds cheaper than finding out after building the network
         import keras
 
         shape = (input_size, input_size, 3)
         try:
-            if weights == RANDOM:
-                model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=None,
-                                                       input_shape=shape)
-                _seed_random_kernels(model, seed)
-            else:
-                model = keras.applications.InceptionV3(include_top=False, pooling="avg", weights=weights,
-                                                       input_shape=shape)
-        except Exception as exc:  # download failure (URLError, ...) or a damaged / foreign weights file
-            raise FeatureUnavailable(f"cannot load InceptionV3 weights {weights!r}: {exc}") from None
+            model = keras.applications.InceptionV3(include_top=False, pooling="avg",
+                                                   weights=None if weights == RANDOM else weights,
+                                                   input_shape=shape)
+        except Exception as exc:  # download failure (URLError, ...) or weights of another network
+            if weights == IMAGENET:
+                raise FeatureUnavailable(f"cannot download InceptionV3 ImageNet weights: {exc}") from None
+            raise ConfigError(f"--inception-weights: cannot load {weights!r} into InceptionV3 (no top): "
+                              f"{exc}; allowed: weights of keras.applications.InceptionV3(include_top=False)") from None
+        if weights == RANDOM:
+            seed_random_kernels(model, seed)
         log.info("InceptionV3 feature extractor ready (%s)", weights)
         return cls(model, weights, input_size, batch_size)
 
@@ -243,7 +273,7 @@ class InceptionFeatures:
         return np.concatenate(out)
 
 
-def _seed_random_kernels(model, seed: int) -> None:
+def seed_random_kernels(model, seed: int = 0) -> None:
     """Give every convolution kernel He-normal values from a seeded NumPy RNG.
 
     Keras' own initialisers draw from global state; this keeps "random" features reproducible
