@@ -18,8 +18,8 @@ import json
 import logging
 import math
 import os
-import tempfile
 import textwrap
+import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -282,12 +282,14 @@ def plot_training_curves(run_dir: PathLike) -> Figure:
 # ---- writing files ---------------------------------------------------------------------------
 
 def _atomic_target(path: PathLike):
-    """(final path, temp path in the same folder) for a write-then-rename."""
+    """(final path, temp path in the same folder) for a write-then-rename.
+
+    The temp file is not pre-created (as ``mkstemp`` would, with mode 0600): the writer creates
+    it, so the result gets the usual permissions of the user's umask.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    return path, tmp
+    return path, str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"))
 
 
 def _replace_or_clean(tmp: str, path: Path, write) -> Path:

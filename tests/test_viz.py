@@ -1,6 +1,7 @@
 """Figures, GIF and training curves: content checked by decoding what was written."""
 
 import json
+import os
 import types
 
 import numpy as np
@@ -90,6 +91,9 @@ def test_save_denoising_gif_writes_one_frame_per_step(tmp_path):
     expected = to_uint8(steps[-1, 0, 0, 0])
     np.testing.assert_allclose(last[40, 40], expected, atol=8)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["denoising.gif"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask, "not the umask's mode (mkstemp's 0600?)"
 
 
 def test_denoising_frames_accepts_one_sample_and_grey_images():
