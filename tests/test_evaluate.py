@@ -306,3 +306,22 @@ def test_cli_missing_run_is_a_one_line_error(tmp_path, capsys):
 
     assert main(["evaluate", "--run", str(tmp_path / "nope"), "--data", str(tmp_path)]) == 2
     assert "run folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_heldout_loss_matches_the_val_loss_training_logged(tmp_path):
+    from helpers_training import tiny_config, write_tiny_dataset
+
+    from pokemon_diffusion.evaluation.evaluate import heldout_loss, load_eval_data
+    from pokemon_diffusion.run_dir import load_run
+    from pokemon_diffusion.training.metrics import read_metrics
+    from pokemon_diffusion.training.trainer import train
+
+    data = write_tiny_dataset(tmp_path / "data")
+    run = tmp_path / "run"
+    train(data, run, tiny_config(steps=2, eval_every=2, timesteps=20), handle_signals=False)
+    logged = [r["val_loss"] for r in read_metrics(run / "metrics.jsonl") if r.get("val_loss") is not None][-1]
+    loaded = load_run(run)
+    ours = heldout_loss(loaded, load_eval_data(data, loaded.config.model.image_size))
+    assert ours["loss"] == pytest.approx(logged, rel=1e-5)
+    assert ours["timesteps"] == 2 and ours["num_images"] == 3
