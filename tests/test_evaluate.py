@@ -102,6 +102,7 @@ def small_random_inception():
     return InceptionFeatures.load("random", input_size=75, batch_size=2)
 
 
+@pytest.mark.slow
 def test_random_inception_features_are_reproducible_and_feed_fid_and_kid(small_random_inception):
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, size=(3, 16, 16, 3)).astype(np.float32)
