@@ -28,19 +28,17 @@ class HashEncoder:
         return (np.stack(rows).astype(np.float32) / 127.5 - 1.0).reshape(len(texts), self.dim)
 
 
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    """A run folder as `train` writes it: config.json, encoder.json, ema_model.keras (T = 20)."""
+def make_run(run, *, text_dim=TEXT_DIM, encoder_name=ENCODER_NAME):
+    """A run folder as `train` writes it: config.json, encoder.json, ema_model.keras (16x16, T = 20)."""
     import keras
 
     from pokemon_diffusion.model.unet import build_unet
 
-    run = tmp_path_factory.mktemp("run")
     model_config = ModelConfig(image_size=16, base_width=8, channel_mults=(1, 2), num_res_blocks=1,
-                               dropout=0.0, text_dim=TEXT_DIM)
+                               dropout=0.0, text_dim=text_dim)
     RunConfig(model=model_config, diffusion=DiffusionConfig(timesteps=20), train=TrainConfig(steps=1)).save(
         run / "config.json")
-    write_encoder_info(run, EncoderInfo(ENCODER_NAME, TEXT_DIM))
+    write_encoder_info(run, EncoderInfo(encoder_name, text_dim))
     keras.utils.set_random_seed(0)
     model = build_unet(model_config)
     # the output conv starts at zero; give it weights so that prompts and seeds matter
@@ -50,13 +48,18 @@ def run_dir(tmp_path_factory):
     return run
 
 
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    return make_run(tmp_path_factory.mktemp("run"))
+
+
 @pytest.fixture
 def encoder(monkeypatch):
     fake = HashEncoder()
     specs = []
 
-    def load(spec):
-        specs.append(spec)
+    def load(expected, spec):
+        specs.append((expected.name, spec))
         return fake
 
     monkeypatch.setattr(sample_command, "_load_encoder", load)
@@ -70,7 +73,7 @@ def test_sample_writes_grid_steps_figure_and_gif(run_dir, encoder, tmp_path):
                  "--num", "2", "--steps", "3", "--guidance", "2", "--seed", "5", "--out", str(out),
                  "--steps-figure", str(steps_png), "--gif", str(gif)])
     assert code == 0
-    assert encoder.specs == [ENCODER_NAME] and encoder.seen == ["a fire dragon", "a ghost"]
+    assert encoder.specs == [(ENCODER_NAME, None)] and encoder.seen == ["a fire dragon", "a ghost"]
     with Image.open(out) as png:
         assert png.format == "PNG" and png.size == (4 * 220, round((2.2 + 0.5) * 100))  # 4 images, 1 row
     with Image.open(steps_png) as png:
@@ -101,7 +104,7 @@ def one_line_error(capsys):
 
 
 def test_an_encoder_of_another_size_is_refused(run_dir, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sample_command, "_load_encoder", lambda spec: HashEncoder(dim=384))
+    monkeypatch.setattr(sample_command, "_load_encoder", lambda expected, spec: HashEncoder(dim=384))
     code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png")])
     assert code == 2
     assert "gives 384-d embeddings but the model expects 4-d" in one_line_error(capsys)
@@ -109,7 +112,7 @@ def test_an_encoder_of_another_size_is_refused(run_dir, monkeypatch, tmp_path, c
 
 
 def test_an_encoder_with_another_identity_is_refused(run_dir, monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(sample_command, "_load_encoder", lambda spec: HashEncoder(name="clip"))
+    monkeypatch.setattr(sample_command, "_load_encoder", lambda expected, spec: HashEncoder(name="clip"))
     code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--text-encoder", "clip",
                  "--out", str(tmp_path / "s.png")])
     assert code == 2
@@ -146,3 +149,23 @@ def test_bad_flag_values_are_one_line_errors(argv, message, capsys):
         main(["sample", "--run", "r", "--prompt", "x", *argv])
     assert info.value.code == 2
     assert message in one_line_error(capsys)
+
+
+@pytest.mark.slow
+def test_prompts_go_through_the_runs_real_encoder(tmp_path, capsys):
+    from tiny_text_models import build_tiny_clip
+
+    from pokemon_diffusion.data.text import load_text_encoder
+
+    clip = load_text_encoder(str(build_tiny_clip(tmp_path / "clip", projection_dim=8)))
+    run = make_run(tmp_path / "run", text_dim=clip.dim, encoder_name=clip.name)
+    out = tmp_path / "s.png"
+    assert main(["sample", "--run", str(run), "--prompt", "fire", "--steps", "2", "--out", str(out)]) == 0
+    with Image.open(out) as png:
+        assert png.format == "PNG"
+    capsys.readouterr()  # drop the save progress bars of transformers
+    # another encoder is refused by its identity, before it is loaded
+    code = main(["sample", "--run", str(run), "--prompt", "fire", "--text-encoder", "minilm",
+                 "--out", str(tmp_path / "t.png")])
+    assert code == 2
+    assert "is 'minilm:all-MiniLM-L6-v2' but the model was trained with 'clip:" in one_line_error(capsys)

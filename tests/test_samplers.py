@@ -235,7 +235,9 @@ def test_apply_guidance_algebra():
 @pytest.mark.parametrize("sampler", ["ddpm", "ddim"])
 def test_batched_guidance_equals_the_guided_formula(model, small_schedule, sampler):
     emb = np.linspace(-1, 1, 4).astype(np.float32)
-    kwargs = dict(schedule=small_schedule, sampler=sampler, steps=6, eta=0.5, seed=11, clip_x0=False)
+    kwargs = dict(schedule=small_schedule, sampler=sampler, seed=11, clip_x0=False)
+    if sampler == "ddim":
+        kwargs.update(steps=6, eta=0.5)
     batched = sample(model, emb, (2, 8, 8, 3), guidance_scale=3.0, **kwargs)
     reference = sample(Guided(model, 3.0), emb, (2, 8, 8, 3), guidance_scale=1.0, **kwargs)
     np.testing.assert_allclose(batched.images, reference.images, atol=1e-4)
@@ -280,6 +282,9 @@ def test_wrong_text_dim_is_refused_naming_both_sizes(model, small_schedule):
     (dict(text_emb=np.full(4, np.nan)), "NaN or infinite"),
     (dict(sampler="euler"), "got 'euler'; allowed: ddpm | ddim"),
     (dict(steps=21), "allowed: 1 to the schedule's T = 20"),
+    (dict(steps=2.5), "got 2.5; allowed: 1 to the schedule's T = 20"),
+    (dict(sampler="ddpm", steps=5), "ddpm runs all T = 20 steps"),
+    (dict(sampler="ddpm", eta=0.5), "eta applies to ddim only"),
     (dict(eta=1.5), "got 1.5; allowed: 0 to 1"),
     (dict(num_intermediates=1), "got 1; allowed: an integer >= 2"),
     (dict(seed=-1), "allowed: an integer from 0 to 2147483647"),
@@ -304,3 +309,12 @@ def test_timesteps_builds_the_default_schedule_when_none_is_given():
     assert steps.shape[0] == 31  # all 30 steps + the noise: the schedule had T = 30
     np.testing.assert_allclose(images, x0, atol=ORACLE_ATOL)
     assert samplers.SAMPLER_KINDS == ("ddpm", "ddim")
+
+
+def test_a_schedule_wins_over_timesteps_and_an_odd_value_is_flagged(small_schedule, caplog):
+    oracle = Oracle(small_schedule, one_image())
+    _, steps = sample_ddpm(oracle, np.zeros(4), (1, 8, 8, 3), schedule=small_schedule, seed=0,
+                           num_intermediates=100)
+    assert steps.shape[0] == 21 and not caplog.records  # T = 20 from the schedule, default 1000 silent
+    sample_ddim(oracle, np.zeros(4), (1, 8, 8, 3), 50, schedule=small_schedule, steps=2, seed=0)
+    assert "timesteps=50 ignored: the schedule given has T = 20" in caplog.text

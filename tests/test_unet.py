@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from pokemon_diffusion.config import ModelConfig
+from pokemon_diffusion.errors import ConfigError
 from pokemon_diffusion.model.layers import AttentionBlock, ResBlock
 from pokemon_diffusion.model.unet import INPUT_NAMES, build_unet, count_flops, model_summary_line
 
@@ -103,7 +104,12 @@ def test_keras_round_trip_gives_identical_outputs(tmp_path, norm):
     loaded = keras.saving.load_model(path, compile=False)
     np.testing.assert_array_equal(loaded(data, training=False).numpy(), before)
     assert [t.name for t in loaded.inputs] == list(INPUT_NAMES)
-    assert len(loaded.weights) == len(model.weights)
+    assert [w.path for w in loaded.weights] == [w.path for w in model.weights]
+    # clone_model + set_weights (how an EMA copy is usually made) pairs the same weights
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    assert [w.path for w in clone.weights] == [w.path for w in model.weights]
+    np.testing.assert_array_equal(clone(data, training=False).numpy(), before)
 
 
 def test_every_weight_gets_a_gradient():
@@ -129,15 +135,16 @@ def test_every_weight_gets_a_gradient():
     assert dead == []
 
 
-def test_output_is_float32_under_mixed_precision():
-    keras.mixed_precision.set_global_policy("mixed_bfloat16")
+@pytest.mark.parametrize("policy, norm", [("mixed_bfloat16", "group"), ("mixed_float16", "batch")])
+def test_output_is_float32_under_mixed_precision(policy, norm):
+    keras.mixed_precision.set_global_policy(policy)
     try:
-        model = build_unet(tiny(norm="group", attention_resolutions=(8,)))
+        model = build_unet(tiny(norm=norm, attention_resolutions=(8,)))
         randomise_output_conv(model)
         out = model(inputs_for(tiny()), training=True)
     finally:
         keras.mixed_precision.set_global_policy("float32")
-    assert model.get_layer("stem").compute_dtype == "bfloat16"
+    assert model.get_layer("stem").compute_dtype == policy.split("_")[1]
     assert out.dtype == tf.float32 and np.all(np.isfinite(out.numpy()))
 
 
@@ -182,3 +189,14 @@ def test_reference_config_size():
     model = build_unet(ModelConfig())
     n = model.count_params()
     assert 2_000_000 < n < 2_600_000
+
+
+def test_wrong_inputs_are_clear_errors():
+    with pytest.raises(ConfigError, match="build_unet: got dict; allowed: a ModelConfig"):
+        build_unet({"image_size": 16})
+    config = tiny()
+    model = build_unet(config)
+    x, t, _ = inputs_for(config)
+    # an embedding from another encoder (wrong size) is refused, naming the input
+    with pytest.raises(ValueError, match="text_embeddings"):
+        model([x, t, np.zeros((2, TEXT_DIM + 1), "float32")])

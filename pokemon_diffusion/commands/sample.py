@@ -78,16 +78,19 @@ def add_parser(subparsers):
                         help="also write the denoising as an animated GIF")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
-                             "RUN/encoder.json); it must give the same identity and size")
+                             "RUN/encoder.json); it must be the same encoder (identity and size)")
     parser.set_defaults(func=run)
     return parser
 
 
-def _load_encoder(spec: str):
-    """The text encoder for ``spec`` (a seam the tests replace)."""
-    from ..data.text import load_text_encoder
+def _load_encoder(expected, spec):
+    """The run's text encoder, loaded from ``spec`` (None = the identity in RUN/encoder.json).
 
-    return load_text_encoder(spec)
+    ``load_encoder_matching`` refuses a spec naming another encoder before loading anything.
+    """
+    from ..data.text import load_encoder_matching
+
+    return load_encoder_matching(expected, spec)
 
 
 def _sample_config(args, timesteps: int) -> SampleConfig:
@@ -133,9 +136,8 @@ def run(args) -> int:
     model_config = loaded.config.model
 
     # 2. the run's text encoder, identity and size checked before any sampling
-    spec = args.text_encoder or loaded.encoder.name
-    encoder = _load_encoder(spec)
-    loaded.encoder.check(encoder.name, int(encoder.dim), what=f"text encoder {spec!r}")
+    encoder = _load_encoder(loaded.encoder, args.text_encoder)
+    loaded.encoder.check(encoder.name, int(encoder.dim), what=f"text encoder {encoder.name!r}")
     embeddings = _encode(encoder, prompts, loaded.encoder.dim)
 
     # 3. sample: each prompt's embedding is repeated for its --num images (prompt-major)

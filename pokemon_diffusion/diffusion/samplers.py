@@ -47,6 +47,7 @@ from .schedule import NoiseSchedule, make_schedule, split_prediction
 log = logging.getLogger(__name__)
 
 SAMPLER_KINDS = ("ddpm", "ddim")
+DEFAULT_TIMESTEPS = 1000  # T of the default schedule, as in the seed's sample_ddpm
 MAX_SEED = 2**31 - 1
 # With a progress bar the loop returns to Python about this many times per run (plus once per
 # kept intermediate); each return costs well under a millisecond next to a U-Net forward pass.
@@ -76,8 +77,9 @@ class SampleResult:
 
     Attributes:
         images: final images, float32 in [-1, 1], shape (B, H, W, C).
-        intermediates: kept states, float32, shape (K, B, H, W, C); ``intermediates[0]`` is the
-            starting noise and ``intermediates[-1]`` equals ``images``.
+        intermediates: kept states x_t, float32, shape (K, B, H, W, C), not clipped (noisy states
+            are not images yet); ``intermediates[0]`` is the starting noise and
+            ``intermediates[-1]`` equals ``images``.
         timesteps: (K,) int, the noise level t of each kept state in the paper's notation
             (x_T is the pure noise, so the first entry is T; x_0 is the image, the last entry is 0).
         seed: the integer seed used (drawn at random when none was given); pass it back to
@@ -211,7 +213,7 @@ def ddim_timesteps(timesteps: int, steps: int) -> np.ndarray:
     Raises:
         ConfigError: ``steps`` is not from 1 to ``timesteps``.
     """
-    if not 1 <= steps <= timesteps:
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or not 1 <= steps <= timesteps:
         raise ConfigError(f"DDIM steps: got {steps}; allowed: 1 to the schedule's T = {timesteps}")
     # spacing (T−1)/(steps−1) >= 1, so the rounded values are distinct
     return np.round(np.linspace(timesteps - 1, 0, steps)).astype(np.int32)
@@ -358,9 +360,11 @@ def _resolve_seed(seed: Optional[int]) -> int:
 
 
 def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int]) -> NoiseSchedule:
+    """The schedule given, else the default linear one with ``timesteps`` steps."""
     if schedule is None:
-        return make_schedule(DiffusionConfig(timesteps=1000 if timesteps is None else timesteps))
-    if timesteps is not None and timesteps != schedule.timesteps:
+        return make_schedule(DiffusionConfig(timesteps=DEFAULT_TIMESTEPS if timesteps is None else timesteps))
+    # the default 1000 says nothing when a schedule is given; another value is a likely mistake
+    if timesteps not in (None, DEFAULT_TIMESTEPS, schedule.timesteps):
         log.warning("timesteps=%s ignored: the schedule given has T = %d", timesteps, schedule.timesteps)
     return schedule
 
@@ -383,7 +387,7 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
             for ``batch // n`` consecutive images.
         shape: (batch, height, width, channels) of the images to make.
         schedule: the run's noise schedule; None = the default linear T = 1000 one.
-        sampler: "ddim" or "ddpm" (DDPM runs all T steps and ignores ``steps`` and ``eta``).
+        sampler: "ddim" or "ddpm" (DDPM runs all T steps: leave ``steps`` None and ``eta`` 0).
         steps: DDIM steps, 1 to T (None = 50, or T if T < 50).
         eta: DDIM's η from 0 (deterministic) to 1.
         guidance_scale: w; 1 = conditional only, 0 = unconditional (both one forward pass per step).
@@ -410,8 +414,13 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
     if not math.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
     if sampler == "ddpm":
+        if steps not in (None, schedule.timesteps):
+            raise ConfigError(f"steps: got {steps}; ddpm runs all T = {schedule.timesteps} steps of the "
+                              "schedule (use sampler='ddim' for fewer)")
+        if eta:
+            raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
         step_t = np.arange(schedule.timesteps - 1, -1, -1, dtype=np.int32)
-        eta = 1.0
+        eta = 1.0  # reported: DDPM's variance is DDIM's eta = 1 one
     else:
         if not 0.0 <= float(eta) <= 1.0:
             raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
@@ -481,12 +490,14 @@ def sample_ddpm(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), timestep
         model, text_emb, shape, guidance_scale, seed, num_intermediates, clip_x0, progress: as in
             :func:`sample`.
         timesteps: T of the default linear schedule, used when ``schedule`` is None.
-        schedule: the run's schedule (then ``timesteps`` is ignored, with a warning if different).
+        schedule: the run's schedule; it wins over ``timesteps`` (a value other than the default
+            1000 and the schedule's T is logged as a warning).
 
     Returns:
-        (final_image, intermediate_images): float32 arrays in [-1, 1] of shapes (B, H, W, C) and
-        (K, B, H, W, C), K = min(num_intermediates, T + 1); the first intermediate is the starting noise, the last
-        the final image. Call :func:`sample` to also get each intermediate's t and the seed.
+        (final_image, intermediate_images): float32, (B, H, W, C) in [-1, 1] and (K, B, H, W, C)
+        with K = min(num_intermediates, T + 1); the first intermediate is the starting noise
+        (standard normal, not clipped), the last the final image. Call :func:`sample` to also get
+        each intermediate's t and the seed.
 
     Raises:
         EncoderError, ConfigError: as in :func:`sample`.
