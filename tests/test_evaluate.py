@@ -235,6 +235,16 @@ def test_evaluate_skips_fid_without_weights_and_prompts_follow_the_seed(tiny_run
     assert [s["name"] for s in report["conditioning"]["samples"]] == expected
 
 
+def test_ddpm_runs_all_steps_and_refuses_fewer(tiny_run, empty_keras_home):
+    from pokemon_diffusion.evaluation.evaluate import evaluate
+
+    run, data = tiny_run
+    with pytest.raises(ConfigError, match="ddpm runs all T = 20"):
+        evaluate(run, data, sampler="ddpm", steps=5)
+    report = evaluate(run, data, num=2, sampler="ddpm", guidance_scale=1.0, progress=False)
+    assert report["sampling"]["steps"] == 20 and report["sampling"]["eta"] == 1.0
+
+
 def test_choose_prompts_is_seeded_and_covers_every_caption_when_asked_for_more():
     from pokemon_diffusion.evaluation.evaluate import choose_prompts
 

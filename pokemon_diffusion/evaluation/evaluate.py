@@ -105,7 +105,7 @@ def choose_prompts(num_entries: int, num: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([np.arange(num_entries), extra]))
 
 
-def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps: int = 50,
+def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps: Optional[int] = 50,
              guidance_scale: float = 3.0, eta: float = 0.0, seed: int = 0, batch_size: int = 16,
              progress: Optional[bool] = None) -> np.ndarray:
     """One image per embedding row with the run's EMA model and schedule, in fixed-size batches.
@@ -127,8 +127,10 @@ def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps
         real = chunk.shape[0]
         if real < batch:
             chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - real, axis=0)])
+        ddim = sampler == "ddim"  # ddpm refuses steps and eta: it runs all T steps with its own variance
         result = sample(loaded_run.model, chunk, (batch, cfg.image_size, cfg.image_size, cfg.channels),
-                        schedule=loaded_run.schedule, sampler=sampler, steps=steps, eta=eta,
+                        schedule=loaded_run.schedule, sampler=sampler, steps=steps if ddim else None,
+                        eta=eta if ddim else 0.0,
                         guidance_scale=guidance_scale, seed=seed + i, num_intermediates=2, progress=progress)
         out.append(result.images[:real])
     return np.concatenate(out).astype(np.float32)
@@ -209,7 +211,7 @@ def heldout_loss(loaded_run, data: EvalData) -> Dict[str, Any]:
 # ------------------------------------------------------------------------------------ report
 
 def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: int = 64, seed: int = 0,
-             sampler: str = "ddim", steps: Optional[int] = 50, guidance_scale: float = 3.0, eta: float = 0.0,
+             sampler: str = "ddim", steps: Optional[int] = None, guidance_scale: float = 3.0, eta: float = 0.0,
              inception_weights: Optional[str] = None, offline: Optional[bool] = None, batch_size: int = 16,
              kid_subsets: int = 100, inception_input_size: int = feats.INCEPTION_INPUT_SIZE,
              progress: Optional[bool] = None) -> Dict[str, Any]:
@@ -221,8 +223,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
             run's text encoder).
         num: samples to generate, one per caption chosen with ``seed`` (2 or more).
         seed: seeds the caption choice, the sampling noise (batch i: seed + i) and KID's subsets.
-        sampler, steps, guidance_scale, eta: as in ``diffusion.samplers.sample``; ``steps=None``
-            means min(50, T); DDPM ignores ``steps`` and ``eta``.
+        sampler, steps, guidance_scale, eta: as in ``diffusion.samplers.sample``. ``steps=None``
+            means 50 DDIM steps (T if T < 50); DDPM always runs all T steps (``steps`` None or T,
+            ``eta`` 0).
         inception_weights: see :func:`features.resolve_inception_weights` (None = ``"auto"``).
         offline: forbid downloads (default: ``HF_HUB_OFFLINE``).
         batch_size: images per sampling and feature batch.
@@ -260,9 +263,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         weights, skipped = None, str(exc)
     loaded = load_run(run_dir)
     timesteps = loaded.config.diffusion.timesteps
-    steps = min(50, timesteps) if steps is None else steps
-    if sampler == "ddim" and not 1 <= steps <= timesteps:
-        raise ConfigError(f"steps: got {steps}; allowed: 1 to the run's T = {timesteps}")
+    steps = _check_steps(sampler, steps, eta, timesteps)
     check_dataset_encoder(data_dir, loaded.encoder)
     model_cfg = loaded.config.model
     data = load_eval_data(data_dir, model_cfg.image_size)
@@ -307,8 +308,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "num_samples": num,
         "num_real": len(data),
         "seed": seed,
-        "sampling": {"sampler": sampler, "steps": timesteps if sampler == "ddpm" else steps,
-                     "guidance_scale": guidance_scale, "eta": 0.0 if sampler == "ddpm" else eta,
+        "sampling": {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale,
+                     "eta": 1.0 if sampler == "ddpm" else eta,
                      "image_size": model_cfg.image_size, "text_encoder": loaded.encoder.name},
         "heldout_loss": heldout,
         "conditioning": conditioning,
@@ -316,6 +317,23 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "inception": inception,
         "seconds": timings,
     })
+
+
+def _check_steps(sampler: str, steps: Optional[int], eta: float, timesteps: int) -> int:
+    """The number of reverse steps to run; ConfigError for combinations the samplers refuse."""
+    if sampler == "ddpm":
+        if steps not in (None, timesteps):
+            raise ConfigError(f"steps: got {steps}; ddpm runs all T = {timesteps} steps of the run's schedule "
+                              "(use sampler ddim for fewer)")
+        if eta:
+            raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
+        return timesteps
+    steps = min(50, timesteps) if steps is None else steps
+    if not 1 <= steps <= timesteps:
+        raise ConfigError(f"steps: got {steps}; allowed: 1 to the run's T = {timesteps}")
+    if not 0.0 <= eta <= 1.0:
+        raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
+    return steps
 
 
 def _jsonable(value: Any) -> Any:
