@@ -96,6 +96,29 @@ def test_a_damaged_weights_file_is_a_one_line_error_before_building_anything(tmp
 
 # -------------------------------------------------------------------- InceptionV3 features
 
+class _CountingExtractor:
+    def __init__(self, identity="fake:1"):
+        self.identity, self.calls = identity, 0
+
+    def __call__(self, images):
+        self.calls += 1
+        return images.reshape(len(images), -1)[:, :4].astype(np.float64) + self.calls
+
+
+def test_cached_features_are_computed_once_per_images_and_extractor(tmp_path):
+    images = np.random.default_rng(0).uniform(-1, 1, size=(3, 4, 4, 3)).astype(np.float32)
+    extractor = _CountingExtractor()
+    first = feats.cached_features(extractor, images, tmp_path)
+    assert np.array_equal(feats.cached_features(extractor, images, tmp_path), first) and extractor.calls == 1
+    feats.cached_features(extractor, images[:2], tmp_path)          # other images: computed
+    feats.cached_features(_CountingExtractor("fake:2"), images, tmp_path)  # other weights: computed
+    assert extractor.calls == 2 and len(list(tmp_path.glob("features_*.npy"))) == 3
+    for path in tmp_path.glob("features_*.npy"):
+        path.write_bytes(b"damaged")
+    assert feats.cached_features(extractor, images, tmp_path).shape == (3, 4) and extractor.calls == 3
+    assert feats.cached_features(extractor, images, None) is not None and extractor.calls == 4
+
+
 @pytest.fixture(scope="module")
 def small_random_inception():
     # 75x75 is InceptionV3's smallest input: same code path as 299, a fraction of the cost
@@ -195,11 +218,12 @@ def _evaluate(run, data, **kwargs):
 
 
 @pytest.mark.slow
-def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home):
+def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home, tmp_path):
     import json
 
     run, data = tiny_run
-    report = _evaluate(run, data)
+    report = _evaluate(run, data, cache_dir=tmp_path / "cache")
+    assert len(list((tmp_path / "cache").glob("features_*.npy"))) == 1  # the real images' features
     json.dumps(report, allow_nan=False)  # strict JSON
     assert report["num_samples"] == 4 and report["num_real"] == 6
     assert report["sampling"] == {"sampler": "ddim", "steps": 3, "guidance_scale": 2.0, "eta": 0.0,

@@ -21,6 +21,7 @@ from ._args import choice_help, float_range, int_range
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 10_000
+CACHE_DIR = "eval_cache"  # inside the run folder: the real images' Inception features
 
 
 def _json_path(text: str) -> Path:
@@ -66,6 +67,8 @@ def add_parser(subparsers):
                              "(default: %(default)s; without weights FID/KID are skipped with a reason)")
     parser.add_argument("--offline", action="store_true",
                         help="never download (also implied by HF_HUB_OFFLINE=1)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not keep the real images' Inception features in RUN/eval_cache/ between runs")
     parser.add_argument("--out", type=_json_path, default=None, metavar="REPORT.json",
                         help="where to write the report (default: RUN/evaluation.json)")
     parser.set_defaults(func=run)
@@ -78,7 +81,8 @@ def run(args) -> int:
 
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
                       steps=args.steps, guidance_scale=args.guidance, batch_size=args.batch_size,
-                      inception_weights=args.inception_weights, offline=True if args.offline else None)
+                      inception_weights=args.inception_weights, offline=True if args.offline else None,
+                      cache_dir=None if args.no_cache else Path(args.run) / CACHE_DIR)
     out = args.out or Path(args.run) / "evaluation.json"
     atomic_write_text(out, json.dumps(report, indent=2, allow_nan=False) + "\n")
     print(format_report(report))

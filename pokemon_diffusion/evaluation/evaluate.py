@@ -155,11 +155,15 @@ def conditioning_accuracy(generated: np.ndarray, data: EvalData, prompt_index: S
 
 
 def inception_metrics(extractor, generated: np.ndarray, real: np.ndarray, *, seed: int = 0,
-                      kid_subsets: int = 100, kid_subset_size: int = 1000) -> Dict[str, Any]:
-    """FID and KID between ``generated`` and ``real`` images on ``extractor``'s features."""
+                      kid_subsets: int = 100, kid_subset_size: int = 1000,
+                      cache_dir: Optional[os.PathLike | str] = None) -> Dict[str, Any]:
+    """FID and KID between ``generated`` and ``real`` images on ``extractor``'s features.
+
+    The real images' features are kept in ``cache_dir`` when given (see ``features.cached_features``).
+    """
     started = time.perf_counter()
     gen_f = extractor(generated)
-    real_f = extractor(real)
+    real_f = feats.cached_features(extractor, real, cache_dir)
     kid = metrics.kernel_inception_distance(gen_f, real_f, num_subsets=kid_subsets,
                                             subset_size=kid_subset_size, seed=seed)
     return {
@@ -214,7 +218,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
              sampler: str = "ddim", steps: Optional[int] = None, guidance_scale: float = 3.0, eta: float = 0.0,
              inception_weights: Optional[str] = None, offline: Optional[bool] = None, batch_size: int = 16,
              kid_subsets: int = 100, inception_input_size: int = feats.INCEPTION_INPUT_SIZE,
-             progress: Optional[bool] = None) -> Dict[str, Any]:
+             cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None) -> Dict[str, Any]:
     """Sample ``num`` images from a run with the dataset's captions and measure them.
 
     Args:
@@ -231,6 +235,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         batch_size: images per sampling and feature batch.
         kid_subsets: KID subsets (of min(1000, N) images each).
         inception_input_size: 299 for real FID; tests use 75 (the smallest InceptionV3 accepts).
+        cache_dir: keep the real images' Inception features here between evaluations (None: don't).
         progress: progress bars; None follows ``logging_utils.progress_enabled()``.
 
     Returns:
@@ -294,7 +299,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         except feats.FeatureUnavailable as exc:
             skipped = str(exc)
     if skipped is None:
-        inception = inception_metrics(extractor, generated, data.images, seed=seed, kid_subsets=kid_subsets)
+        inception = inception_metrics(extractor, generated, data.images, seed=seed, kid_subsets=kid_subsets,
+                                      cache_dir=cache_dir)
         if weights == feats.RANDOM:
             inception["warning"] = "random InceptionV3 weights: these FID/KID values only check the code path"
     else:
