@@ -84,7 +84,7 @@ def run(args) -> int:
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
                       cache_dir=None if args.no_cache else Path(args.run) / CACHE_DIR)
     out = args.out or Path(args.run) / "evaluation.json"
-    atomic_write_text(out, json.dumps(report, indent=2, allow_nan=False) + "\n")
+    atomic_write_text(out, json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
     print(format_report(report))
     print(f"report: {out}")
     return 0
