@@ -111,7 +111,7 @@ def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps
     """One image per embedding row with the run's EMA model and schedule, in fixed-size batches.
 
     The last batch is padded with repeats of its first row and trimmed, so every batch has the
-    same shape and the compiled sampling loop is traced once. Batch i uses seed ``seed + i``.
+    same shape and the compiled sampling loop is traced once. Batch i uses seed ``(seed + i) mod 2³¹``.
 
     Returns:
         float32 (N, H, W, C) in [-1, 1].
@@ -131,7 +131,8 @@ def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps
         result = sample(loaded_run.model, chunk, (batch, cfg.image_size, cfg.image_size, cfg.channels),
                         schedule=loaded_run.schedule, sampler=sampler, steps=steps if ddim else None,
                         eta=eta if ddim else 0.0,
-                        guidance_scale=guidance_scale, seed=seed + i, num_intermediates=2, progress=progress)
+                        guidance_scale=guidance_scale, seed=(seed + i) % 2**31, num_intermediates=2,
+                        progress=progress)
         out.append(result.images[:real])
     return np.concatenate(out).astype(np.float32)
 
@@ -273,6 +274,14 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     model_cfg = loaded.config.model
     data = load_eval_data(data_dir, model_cfg.image_size)
     log.info("evaluating %s on %s: %d real images, %d samples", run_dir, data_dir, len(data), num)
+    # weights that do not fit InceptionV3 fail here, not after minutes of sampling
+    extractor = None
+    if skipped is None:
+        try:
+            extractor = feats.InceptionFeatures.load(weights, input_size=inception_input_size,
+                                                     batch_size=batch_size, seed=seed)
+        except feats.FeatureUnavailable as exc:
+            skipped = str(exc)
     lap("load")
 
     # 2. held-out denoising loss (the training code's own measure)
@@ -292,13 +301,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     lap("conditioning_and_colour")
 
     # 5. Inception metrics, or why not
-    if skipped is None:
-        try:
-            extractor = feats.InceptionFeatures.load(weights, input_size=inception_input_size,
-                                                     batch_size=batch_size, seed=seed)
-        except feats.FeatureUnavailable as exc:
-            skipped = str(exc)
-    if skipped is None:
+    if extractor is not None:
         inception = inception_metrics(extractor, generated, data.images, seed=seed, kid_subsets=kid_subsets,
                                       cache_dir=cache_dir)
         if weights == feats.RANDOM:
