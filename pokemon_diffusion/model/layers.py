@@ -43,7 +43,8 @@ def make_norm(norm: str, groups: int, name: Optional[str] = None) -> keras.layer
         ValueError: ``norm`` is not one of "batch" | "group".
     """
     if norm == "batch":
-        # momentum 0.99 is Keras' default; epsilon 1e-3 keeps float16 stable under mixed precision
+        # Keras' defaults (momentum 0.99, epsilon 1e-3): the moving statistics follow the last ~100
+        # steps, which matters because they average over all noise levels (docs/MODEL.md)
         return keras.layers.BatchNormalization(name=name)
     if norm == "group":
         return keras.layers.GroupNormalization(groups=groups, epsilon=1e-5, name=name)
@@ -103,7 +104,7 @@ class ResBlock(keras.layers.Layer):
 
     ``h = conv(swish(norm(x)))``; the conditioning vector ``c`` enters as
     ``norm(h) * (1 + scale) + shift`` with ``[scale, shift] = Dense(c)`` when ``scale_shift``,
-    else as ``norm(h + Dense(c))``; then ``out = skip(x) + conv(dropout(swish(.)))``, where
+    else as ``norm(h) + Dense(c)``; then ``out = skip(x) + conv(dropout(swish(.)))``, where
     ``skip`` is a 1x1 conv when the channel count changes and the identity otherwise.
 
     Args:
@@ -134,7 +135,8 @@ class ResBlock(keras.layers.Layer):
         self.norm_groups = int(norm_groups)
         self.scale_shift = bool(scale_shift)
         self.norm1 = make_norm(norm, self.norm_groups, name="norm1")
-        self.conv1 = keras.layers.Conv2D(self.width, 3, padding="same", name="conv1")
+        # BatchNorm (norm2) removes any per-channel constant, so a bias here would get no gradient
+        self.conv1 = keras.layers.Conv2D(self.width, 3, padding="same", use_bias=norm != "batch", name="conv1")
         self.cond_proj = keras.layers.Dense(self.width * (2 if self.scale_shift else 1), name="cond_proj")
         self.norm2 = make_norm(norm, self.norm_groups, name="norm2")
         self.drop = keras.layers.Dropout(self.dropout, name="dropout")
@@ -166,7 +168,8 @@ class ResBlock(keras.layers.Layer):
             scale, shift = ops.split(cond, 2, axis=-1)
             h = self.norm2(h, training=training) * (1.0 + scale) + shift
         else:
-            h = self.norm2(h + cond, training=training)
+            # added after the norm: before a BatchNorm the Dense's bias would be subtracted again
+            h = self.norm2(h, training=training) + cond
         h = self.conv2(self.drop(ops.silu(h), training=training))
         residual = x if self.skip is None else self.skip(x)
         return residual + h

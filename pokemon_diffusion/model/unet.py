@@ -18,11 +18,13 @@ See docs/MODEL.md.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any, List
 
 import keras
 
 from ..config import ModelConfig
+from ..errors import ConfigError
 from .layers import AttentionBlock, ResBlock, SinusoidalEmbedding, make_norm
 
 logger = logging.getLogger(__name__)
@@ -63,11 +65,17 @@ def build_unet(config: ModelConfig) -> keras.Model:
         An uncompiled functional ``keras.Model`` named "unet" with inputs named
         "noisy_images", "timesteps", "text_embeddings" and a float32 output.
 
+    Raises:
+        ConfigError: ``config`` is not a ModelConfig.
+
     Example:
         >>> model = build_unet(ModelConfig(image_size=16, base_width=8, channel_mults=(1, 2)))
         >>> model.output_shape
         (None, 16, 16, 3)
     """
+    if not isinstance(config, ModelConfig):
+        raise ConfigError(f"build_unet: got {type(config).__name__}; allowed: a ModelConfig "
+                          f"(e.g. ModelConfig.from_dict(...) for a dict)")
     size, widths = config.image_size, config.widths
     images = keras.Input((size, size, config.channels), name=INPUT_NAMES[0], dtype="float32")
     timesteps = keras.Input((), name=INPUT_NAMES[1], dtype="int32")
@@ -122,8 +130,8 @@ def model_summary_line(model: keras.Model) -> str:
     Example:
         ``"2,134,531 params (2,131,587 trainable), 8.1 MiB as float32"``
     """
-    total = sum(int(w.numpy().size) for w in model.weights)
-    trainable = sum(int(w.numpy().size) for w in model.trainable_weights)
+    total = sum(math.prod(w.shape) for w in model.weights)
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
     return f"{total:,} params ({trainable:,} trainable), {total * 4 / 2 ** 20:.1f} MiB as float32"
 
 
@@ -155,9 +163,16 @@ def count_flops(model: keras.Model, batch_size: int = 1) -> int:
         if any(dim is None for dim in shape):
             raise ValueError(f"count_flops: input {tensor.name!r} has unknown shape {tensor.shape}")
         specs.append(tf.TensorSpec(shape, tensor.dtype))
-    forward = tf.function(lambda *xs: model(list(xs), training=False))
+    as_list = isinstance(model.input, (list, tuple))  # call with the structure the model was built with
+    forward = tf.function(lambda *xs: model(list(xs) if as_list else xs[0], training=False))
     frozen = convert_variables_to_constants_v2(forward.get_concrete_function(*specs))
     options = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
     options["output"] = "none"
-    stats = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    tf_logger = tf.get_logger()
+    level = tf_logger.level
+    tf_logger.setLevel(logging.ERROR)  # the v1 profiler warns that its own helpers are deprecated
+    try:
+        stats = tf.compat.v1.profiler.profile(graph=frozen.graph, options=options)
+    finally:
+        tf_logger.setLevel(level)
     return int(stats.total_float_ops)
