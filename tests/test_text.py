@@ -114,6 +114,17 @@ def test_tokenizer_that_does_not_match_the_model_is_a_load_error(tmp_path):
         load_text_encoder(str(folder))
 
 
+def test_checkpoint_without_the_text_projection_is_refused(tmp_path, clip_dir):
+    from transformers import CLIPTextModel
+
+    folder = tmp_path / "text_only"
+    CLIPTextModel.from_pretrained(str(clip_dir)).save_pretrained(str(folder))  # no projection weights
+    for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"):
+        (folder / name).write_bytes((clip_dir / name).read_bytes())
+    with pytest.raises(EncoderLoadError, match="lacks or mismatches weights text_projection.weight"):
+        load_text_encoder(f"clip:{folder}")
+
+
 def test_folder_without_tokenizer_files_is_refused(tmp_path):
     folder = build_tiny_clip(tmp_path / "no_tokenizer")
     for name in ("vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json"):

@@ -106,9 +106,9 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 
 def run(args) -> int:
+    config = resolve_config(args)  # bad options fail here, before TensorFlow is imported
     from ..training.trainer import train
 
-    config = resolve_config(args)
     log.debug("config: %s", json.dumps(config.to_dict()))
     result = train(args.data, args.out, config, resume=args.resume)
     minutes = result.elapsed_s / 60.0

@@ -179,6 +179,22 @@ def _check_vocab(what: str, tokenizer: Any, vocab_size: int) -> None:
             "re-download the model, or check that the folder holds the tokenizer saved with it")
 
 
+def _check_weights(what: str, loaded: Any, ignore: Sequence[str] = ()) -> Any:
+    """``from_pretrained(..., output_loading_info=True)`` -> the model, or a load failure when
+    weights were missing or of another shape: transformers would fill them with random values,
+    and with its loading report hidden that would give plausible-looking garbage."""
+    model, info = loaded
+    missing = sorted(k for k in info.get("missing_keys", ()) if not k.startswith(tuple(ignore)))
+    mismatched = sorted(str(k) for k in info.get("mismatched_keys", ()))
+    if missing or mismatched:
+        shown = ", ".join((missing + mismatched)[:3])
+        more = f" and {len(missing) + len(mismatched) - 3} more" if len(missing) + len(mismatched) > 3 else ""
+        raise EncoderLoadError(what, f"the checkpoint lacks or mismatches weights {shown}{more}",
+                               "pass a complete checkpoint (for CLIP: a CLIPModel or "
+                               "CLIPTextModelWithProjection, which include the text projection)")
+    return model
+
+
 class HFTextEncoder:
     """Shared batching loop of the transformers encoders: tokenize, run, pool, L2-normalise.
 
@@ -276,8 +292,10 @@ class ClipTextEncoder(HFTextEncoder):
             else:
                 raise EncoderLoadError(what, f"its model_type is {config.model_type!r}",
                                        f"pass a CLIP model (model_type {' or '.join(CLIP_MODEL_TYPES)})")
-            model = _load_files(what, source, lambda local: CLIPTextModelWithProjection.from_pretrained(
-                source, config=text_config, local_files_only=local), allow_download=allow_download)
+            model = _check_weights(what, _load_files(
+                what, source, lambda local: CLIPTextModelWithProjection.from_pretrained(
+                    source, config=text_config, local_files_only=local, output_loading_info=True),
+                allow_download=allow_download))
             self.tokenizer = _load_files(what, source, lambda local: AutoTokenizer.from_pretrained(
                 source, local_files_only=local), allow_download=allow_download)
         _check_vocab(what, self.tokenizer, text_config.vocab_size)
@@ -312,8 +330,10 @@ class SentenceTextEncoder(HFTextEncoder):
         self.name = name or f"sentence:{source}"
         self.device = resolve_device(device)
         with _quiet_transformers():
-            model = _load_files(what, source, lambda local: AutoModel.from_pretrained(
-                source, local_files_only=local), allow_download=allow_download)
+            # BERT's pooler is unused by mean pooling; checkpoints often leave it out.
+            model = _check_weights(what, _load_files(what, source, lambda local: AutoModel.from_pretrained(
+                source, local_files_only=local, output_loading_info=True), allow_download=allow_download),
+                ignore=("pooler.",))
             self.tokenizer = _load_files(what, source, lambda local: AutoTokenizer.from_pretrained(
                 source, local_files_only=local), allow_download=allow_download)
         _check_vocab(what, self.tokenizer, model.config.vocab_size)

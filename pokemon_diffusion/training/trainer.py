@@ -88,6 +88,15 @@ class TrainResult:
     model_path: Optional[Path]
 
 
+def null_condition(text: tf.Tensor, drop: tf.Tensor) -> tf.Tensor:
+    """Replace the embeddings where ``drop`` is True by the null (all-zeros) embedding.
+
+    The project's guidance contract: the unconditional input is the zero vector, in training
+    (with probability ``cond_drop``) and in the samplers' unconditional branch.
+    """
+    return tf.where(tf.reshape(drop, [-1, 1]), tf.zeros_like(text), text)
+
+
 def make_optimizer(config: TrainConfig, total_steps: int, model: Any, loss_scaling: bool = False):
     """AdamW with the warm-up + cosine schedule; no weight decay on biases and norm scales.
 
@@ -163,6 +172,7 @@ class Trainer:
         self.generator = tf.random.Generator.from_seed(tc.seed)
         self.train_step: Optional[Any] = None
         self._eval_fns: Dict[str, Any] = {}
+        self._export_model: Optional[Any] = None
 
     # -- the train step ---------------------------------------------------------------------
 
@@ -203,8 +213,8 @@ class Trainer:
         context = tf.distribute.get_replica_context()
         # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
         t, noise, drop = self._draws(key, index)
-        # 2. classifier-free guidance training: the null condition is the all-zeros embedding
-        text = tf.where(drop[:, None], tf.zeros_like(text), text)
+        # 2. classifier-free guidance training: some captions become the null condition
+        text = null_condition(text, drop)
         # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
         x_t = q_sample(self.schedule, images, t, noise)
         target = training_target(self.schedule, images, t, noise)
@@ -325,7 +335,9 @@ class Trainer:
 
     def export_ema(self, path: Path) -> None:
         """Save the EMA weights as a float32 Keras model (whatever the training dtype policy)."""
-        export = self.model_fn(self.config.model)
+        if self._export_model is None:  # built once, outside the strategy and the mixed-precision policy
+            self._export_model = self.model_fn(self.config.model)
+        export = self._export_model
         for target, source in zip(export.variables, self.ema_model.variables):
             target.assign(np.asarray(source.numpy()))
         save_model_atomic(export, path)
