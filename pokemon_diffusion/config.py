@@ -280,6 +280,9 @@ class TrainConfig(BaseConfig):
     eval_every: int = 500
     log_every: int = 50
     time_limit_minutes: Optional[float] = None
+    deterministic: bool = False  # TensorFlow's deterministic ops: bit-exact resumes, a little slower
+    eval_timesteps: int = 8  # points of the fixed t grid of the held-out loss
+    sample_every: int = 1000  # steps between TensorBoard sample grids (0 = never)
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -303,6 +306,8 @@ class TrainConfig(BaseConfig):
         self._range("log_every", 1, 10_000_000)
         self._check("time_limit_minutes", self.time_limit_minutes is None or self.time_limit_minutes > 0,
                     "a positive number of minutes")
+        self._range("eval_timesteps", 1, 1000)
+        self._range("sample_every", 0, 10_000_000)
 
 
 @dataclass(frozen=True)

@@ -1,15 +1,90 @@
-"""`pokemon-diffusion evaluate`: placeholder until its stage lands."""
+"""`pokemon-diffusion evaluate`: measure a trained run against its dataset; write a JSON report.
+
+Example::
+
+    pokemon-diffusion evaluate --run runs/demo --data data/pokemon --num 64 --seed 0 \\
+        --inception-weights ~/inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5 --out report.json
+
+See docs/EVALUATION.md for what each figure is.
+"""
 
 from __future__ import annotations
 
-from ..errors import PokemonDiffusionError
+import argparse
+import json
+import logging
+from pathlib import Path
+
+from ..config import SAMPLERS, SampleConfig
+from ._args import choice_help, float_range, int_range
+
+log = logging.getLogger(__name__)
+
+MAX_SAMPLES = 10_000
+CACHE_DIR = "eval_cache"  # inside the run folder: the real images' Inception features
+
+
+def _json_path(text: str) -> Path:
+    if Path(text).suffix.lower() != ".json":
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a file name ending in .json")
+    return Path(text)
+
+
+def _weights(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: auto | imagenet | random | a .h5 file path")
+    return text.strip()
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("evaluate", help="evaluate (not built yet)", description="evaluate (not built yet)")
+    defaults = SampleConfig()
+    parser = subparsers.add_parser(
+        "evaluate", help="measure a trained run: held-out loss, conditioning accuracy, colours, FID/KID",
+        description="Sample from a trained run with N captions of the dataset and measure: the held-out "
+                    "denoising loss on a fixed t grid, nearest-neighbour conditioning accuracy (top-1/top-5, "
+                    "type agreement), the colour statistics distance, and KID/FID with InceptionV3 when its "
+                    "weights are available. Writes a JSON report and prints a short table.")
+    parser.add_argument("--run", required=True, metavar="RUN", help="run folder written by `train`")
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="dataset folder (pokemon_metadata.json, images, embeddings) the run was trained on")
+    parser.add_argument("--num", type=int_range(2, MAX_SAMPLES), default=64, metavar="N",
+                        help="images to generate, one per randomly chosen caption (default: %(default)s)")
+    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, metavar="S",
+                        help="seeds the caption choice, the sampling noise and KID's subsets (default: %(default)s)")
+    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
+                        help=f"{choice_help(SAMPLERS)} (default: %(default)s)")
+    parser.add_argument("--steps", type=int_range(1, 10_000), default=None, metavar="N",
+                        help=f"DDIM steps, at most the run's T (default: {defaults.steps}, or T if smaller; "
+                             "ddpm runs all T)")
+    parser.add_argument("--guidance", type=float_range(0.0, 50.0), default=defaults.guidance_scale, metavar="W",
+                        help="classifier-free guidance weight (default: %(default)s)")
+    parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",
+                        help="images per sampling / feature batch (default: %(default)s)")
+    parser.add_argument("--inception-weights", type=_weights, default="auto", metavar="PATH|auto|imagenet|random",
+                        help="InceptionV3 weights for FID/KID: a .h5 file; 'auto' = Keras' cached ImageNet file "
+                             "if present, never a download; 'imagenet' = cached, else Keras downloads it; "
+                             "'random' = random weights (tests only: the numbers mean nothing) "
+                             "(default: %(default)s; without weights FID/KID are skipped with a reason)")
+    parser.add_argument("--offline", action="store_true",
+                        help="never download (also implied by HF_HUB_OFFLINE=1)")
+    parser.add_argument("--no-cache", action="store_true",
+                        help="do not keep the real images' Inception features in RUN/eval_cache/ between runs")
+    parser.add_argument("--out", type=_json_path, default=None, metavar="REPORT.json",
+                        help="where to write the report (default: RUN/evaluation.json)")
     parser.set_defaults(func=run)
     return parser
 
 
 def run(args) -> int:
-    raise PokemonDiffusionError("'evaluate' is not built yet")
+    from ..config import atomic_write_text
+    from ..evaluation.evaluate import evaluate, format_report
+
+    report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
+                      steps=args.steps, guidance_scale=args.guidance, batch_size=args.batch_size,
+                      inception_weights=args.inception_weights, offline=True if args.offline else None,
+                      cache_dir=None if args.no_cache else Path(args.run) / CACHE_DIR)
+    out = args.out or Path(args.run) / "evaluation.json"
+    atomic_write_text(out, json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
+    print(format_report(report))
+    print(f"report: {out}")
+    return 0

@@ -1,15 +1,125 @@
-"""`pokemon-diffusion train`: placeholder until its stage lands."""
+"""`pokemon-diffusion train`: train the text-conditioned DDPM on a dataset folder.
+
+Options start from the defaults of the configs (or ``--config``, or on ``--resume`` the run's own
+``config.json``); each flag given on the command line overrides one field.
+"""
 
 from __future__ import annotations
 
-from ..errors import PokemonDiffusionError
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any, Dict
+
+from ..config import NORMS, STRATEGIES, RunConfig
+from ..errors import ConfigError
+from ._args import choice_help, float_range, int_range, positive_int
+
+log = logging.getLogger(__name__)
+
+EXIT_INTERRUPTED = 130
+
+# flag dest -> (config part, field)
+_OVERRIDES = {
+    "image_size": ("model", "image_size"),
+    "norm": ("model", "norm"),
+    "base_width": ("model", "base_width"),
+    "batch_size": ("train", "batch_size"),
+    "lr": ("train", "learning_rate"),
+    "seed": ("train", "seed"),
+    "mixed_precision": ("train", "mixed_precision"),
+    "strategy": ("train", "strategy"),
+    "time_limit": ("train", "time_limit_minutes"),
+    "checkpoint_every": ("train", "checkpoint_every"),
+    "eval_every": ("train", "eval_every"),
+    "ema_decay": ("train", "ema_decay"),
+}
 
 
 def add_parser(subparsers):
-    parser = subparsers.add_parser("train", help="train (not built yet)", description="train (not built yet)")
+    parser = subparsers.add_parser(
+        "train", help="train the text-conditioned diffusion model on a dataset folder",
+        description="Train the U-Net DDPM on DIR (made by `collect` and `embed`) and write the run folder "
+                    "RUN: config.json, encoder.json, ema_model.keras, checkpoints/, metrics.jsonl, tensorboard/. "
+                    "Ctrl-C stops after the current step and saves a checkpoint; continue with --resume.")
+    parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder (pokemon_metadata.json, "
+                        "pokemon_images/, embeddings/, embeddings.json)")
+    parser.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
+    parser.add_argument("--config", metavar="JSON", help="a RunConfig JSON file (e.g. another run's config.json) "
+                        "or inline JSON; flags override it")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue the run in RUN from its newest checkpoint (with its config.json)")
+    budget = parser.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=int_range(1, 10_000_000), help="training steps (default 10000)")
+    budget.add_argument("--epochs", type=int_range(1, 100_000), help="passes over the training images")
+    parser.add_argument("--image-size", type=int_range(16, 128), metavar="N", help="image side in pixels (default 32)")
+    parser.add_argument("--batch-size", type=int_range(1, 4096), metavar="N", help="global batch size (default 32)")
+    parser.add_argument("--lr", type=float_range(1e-8, 1.0), metavar="X", help="peak learning rate (default 5e-4)")
+    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), metavar="S", help="seed of init, data order, noise")
+    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
+                        help="mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU")
+    parser.add_argument("--strategy", choices=STRATEGIES, metavar="S",
+                        help=f"tf.distribute strategy: {choice_help(STRATEGIES)} (default auto)")
+    parser.add_argument("--time-limit", type=float_range(0.0001, 1e7), metavar="MIN",
+                        help="stop (and save) after this many minutes of training")
+    parser.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="steps between checkpoints")
+    parser.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between held-out losses")
+    parser.add_argument("--norm", choices=NORMS, help=f"normalisation in the U-Net: {choice_help(NORMS)}")
+    parser.add_argument("--base-width", type=int_range(4, 1024), metavar="N", help="channels of the first level")
+    parser.add_argument("--ema-decay", type=float_range(0.0, 0.999999), metavar="X",
+                        help="maximum EMA decay (warmed up as (1+n)/(10+n)); default 0.999")
     parser.set_defaults(func=run)
     return parser
 
 
+def _load_config_arg(text: str) -> RunConfig:
+    """``--config``: inline JSON when it starts with '{', else a file path."""
+    if text.lstrip().startswith("{"):
+        return RunConfig.from_json(text)
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(f"--config: got {text!r}; allowed: a RunConfig JSON file or inline JSON object")
+    return RunConfig.load(path)
+
+
+def resolve_config(args: argparse.Namespace) -> RunConfig:
+    """The RunConfig a `train` invocation means (see the module docstring)."""
+    saved = Path(args.out) / "config.json"
+    if args.config:
+        config = _load_config_arg(args.config)
+    elif args.resume and saved.is_file():
+        config = RunConfig.load(saved)
+    else:
+        config = RunConfig()
+    changes: Dict[str, Dict[str, Any]] = {"model": {}, "train": {}}
+    for dest, (part, name) in _OVERRIDES.items():
+        value = getattr(args, dest, None)
+        if value is not None:
+            changes[part][name] = value
+    if args.steps is not None:
+        changes["train"].update(steps=args.steps, epochs=None)
+    if args.epochs is not None:
+        changes["train"].update(epochs=args.epochs, steps=None)
+    return config.replace(model=config.model.replace(**changes["model"]),
+                          train=config.train.replace(**changes["train"]))
+
+
 def run(args) -> int:
-    raise PokemonDiffusionError("'train' is not built yet")
+    config = resolve_config(args)  # bad options fail here, before TensorFlow is imported
+    from ..training.trainer import train
+
+    log.debug("config: %s", json.dumps(config.to_dict()))
+    result = train(args.data, args.out, config, resume=args.resume)
+    minutes = result.elapsed_s / 60.0
+    summary = f"step {result.step}/{result.total_steps} ({result.stopped}) after {minutes:.1f} min"
+    if result.loss is not None:
+        summary += f"; loss {result.loss:.4f}"
+    if result.val_loss is not None:
+        summary += f", held-out loss {result.val_loss:.4f}"
+    print(f"{summary}; EMA model: {result.model_path}")
+    if result.stopped == "interrupted":
+        print(f"interrupted: checkpoint saved; continue with: pokemon-diffusion train --data {args.data} "
+              f"--out {args.out} --resume")
+        return EXIT_INTERRUPTED
+    return 0

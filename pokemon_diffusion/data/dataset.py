@@ -1,0 +1,376 @@
+"""From a dataset folder to training batches: ``load_data`` (cv2) and ``make_dataset`` (tf.data).
+
+``load_data`` reads every entry of ``pokemon_metadata.json`` once: the image with OpenCV (BGR→RGB,
+alpha composited on white, padded to the target aspect ratio with white, resized with INTER_AREA
+when shrinking) scaled to [-1, 1], and the caption embedding from the entry's ``embedding_path``.
+Entries whose image or embedding cannot be read are skipped with one warning listing them.
+
+``make_dataset`` turns the arrays into a ``tf.data.Dataset`` of ``(image, embedding)`` batches:
+cache, seeded shuffle (reshuffled every epoch), random horizontal flip, batch, prefetch(AUTOTUNE).
+The order of elements depends only on the seed, so a resumed run can skip to where it stopped.
+
+``split_by_pokemon`` holds out whole Pokémon (every form and image of one Pokédex number), so the
+validation loss measures generalisation to species the model has never seen.
+
+Example:
+    >>> images, embeddings = load_data("data/pokemon/pokemon_metadata.json", shape=(32, 32))
+    >>> ds = make_dataset(images, embeddings, batch_size=32, seed=0)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import List, Optional, Sequence, Tuple
+
+import cv2
+import numpy as np
+
+from ..errors import DataError
+from ..logging_utils import progress
+from .metadata import METADATA_FILE, Entry, read_metadata
+
+logger = logging.getLogger(__name__)
+
+EMBEDDINGS_INFO_FILE = "embeddings.json"
+MAX_LISTED = 10  # skipped files named in the warning; the rest are counted
+
+
+@dataclass
+class Examples:
+    """What :func:`load_examples` read: aligned arrays plus the entries they came from.
+
+    Attributes:
+        images: float32 ``(N, H, W, 3)`` in [-1, 1].
+        embeddings: float32 ``(N, dim)``.
+        entries: the N metadata entries kept, in the same order.
+        skipped: ``"path: reason"`` for every entry left out.
+        root: the dataset folder.
+    """
+
+    images: np.ndarray
+    embeddings: np.ndarray
+    entries: List[Entry]
+    skipped: List[str] = field(default_factory=list)
+    root: Path = Path(".")
+
+    def __len__(self) -> int:
+        return int(self.images.shape[0])
+
+    def subset(self, indices: Sequence[int]) -> "Examples":
+        """The examples at ``indices`` (a new object; arrays are copied by NumPy fancy indexing)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return Examples(self.images[idx], self.embeddings[idx], [self.entries[i] for i in idx],
+                        [], self.root)
+
+
+def _metadata_path(metadata_file: os.PathLike | str) -> Path:
+    path = Path(metadata_file)
+    return path / METADATA_FILE if path.is_dir() else path
+
+
+def _check_shape(shape: Tuple[int, int]) -> Tuple[int, int]:
+    try:
+        height, width = (int(v) for v in shape)
+    except (TypeError, ValueError):
+        raise DataError(f"load_data.shape: got {shape!r}; allowed: (height, width) of positive integers") from None
+    if height < 1 or width < 1:
+        raise DataError(f"load_data.shape: got {shape!r}; allowed: (height, width) of positive integers")
+    return height, width
+
+
+def _to_uint8(image: np.ndarray) -> np.ndarray:
+    """16-bit PNGs (and other deep images) scaled down to 8 bits."""
+    if image.dtype == np.uint8:
+        return image
+    if image.dtype == np.uint16:
+        return (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    scale = 255.0 / max(float(image.max()), 1.0) if np.issubdtype(image.dtype, np.integer) else 255.0
+    return np.clip(image.astype(np.float32) * scale, 0, 255).astype(np.uint8)
+
+
+def _to_rgb_on_white(image: np.ndarray) -> np.ndarray:
+    """OpenCV's BGR / BGRA / gray to RGB uint8; transparent pixels become white, not black."""
+    image = _to_uint8(image)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    channels = image.shape[2]
+    if channels == 1:
+        return cv2.cvtColor(image[:, :, 0], cv2.COLOR_GRAY2RGB)
+    if channels == 2:  # gray + alpha -> BGRA
+        image = np.dstack([image[:, :, 0]] * 3 + [image[:, :, 1]])
+    if image.shape[2] == 4:
+        alpha = image[:, :, 3:4].astype(np.float32) / 255.0
+        # "over" on a white background: c = a·c + (1 − a)·255
+        bgr = image[:, :, :3].astype(np.float32) * alpha + 255.0 * (1.0 - alpha)
+        image = np.clip(bgr + 0.5, 0, 255).astype(np.uint8)
+    return cv2.cvtColor(image[:, :, :3], cv2.COLOR_BGR2RGB)
+
+
+def _pad_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Pad with white so the image has the target aspect ratio (no stretching of the artwork)."""
+    h, w = image.shape[:2]
+    target = width / height
+    if abs(w / h - target) < 1e-6:
+        return image
+    if w / h < target:  # too narrow: pad left and right
+        new_w = int(round(h * target))
+        left = (new_w - w) // 2
+        return cv2.copyMakeBorder(image, 0, 0, left, new_w - w - left, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+    new_h = int(round(w / target))
+    top = (new_h - h) // 2
+    return cv2.copyMakeBorder(image, top, new_h - h - top, 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+
+
+def read_image(path: os.PathLike | str, shape: Tuple[int, int] = (32, 32)) -> np.ndarray:
+    """Read one image file as float32 RGB ``(H, W, 3)`` in [-1, 1].
+
+    Args:
+        path: an image file OpenCV can decode (PNG, JPEG, WebP, ...); transparency is composited on white.
+        shape: ``(height, width)`` of the result; the image is padded with white to this aspect ratio,
+            then resized with INTER_AREA when shrinking (no aliasing) or INTER_CUBIC when enlarging.
+
+    Returns:
+        ``np.ndarray`` float32 of shape ``(height, width, 3)``: ``pixel / 127.5 - 1``.
+
+    Raises:
+        DataError: the file is missing or cannot be decoded.
+    """
+    height, width = _check_shape(shape)
+    try:
+        # np.fromfile + imdecode also handles non-ASCII paths on every platform
+        raw = np.fromfile(str(path), dtype=np.uint8)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
+    if image is None:
+        raise DataError(f"cannot decode image {path} (not an image OpenCV can read)")
+    image = _pad_to_aspect(_to_rgb_on_white(image), height, width)
+    h, w = image.shape[:2]
+    if (h, w) != (height, width):
+        shrinking = h * w > height * width
+        image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_CUBIC)
+    return image.astype(np.float32) / 127.5 - 1.0
+
+
+def read_embeddings_info(root: os.PathLike | str) -> Optional[dict]:
+    """``DIR/embeddings.json`` as a dict (``name``, ``dim``, ...), or None when it does not exist.
+
+    Raises:
+        DataError: the file exists but is not a JSON object with ``name`` and an integer ``dim``.
+    """
+    path = Path(root) / EMBEDDINGS_INFO_FILE
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    if not isinstance(info, dict) or not isinstance(info.get("name"), str) or not isinstance(info.get("dim"), int):
+        raise DataError(f"{path}: got {info!r}; allowed: a JSON object with 'name' (string) and 'dim' (integer)")
+    return info
+
+
+def _read_embedding(root: Path, entry: Entry, dim: Optional[int]) -> np.ndarray:
+    if not entry.embedding_path:
+        raise DataError("no embedding_path (run `pokemon-diffusion embed` first)")
+    path = root / entry.embedding_path
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise DataError(f"embedding {entry.embedding_path} is missing") from None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"embedding {entry.embedding_path} is unreadable ({exc})") from None
+    if vector.ndim == 2 and vector.shape[0] == 1:  # (1, dim): one row of an encoder's batch output
+        vector = vector[0]
+    if vector.ndim != 1 or (dim is not None and vector.shape[0] != dim):
+        raise DataError(f"embedding {entry.embedding_path} has shape {vector.shape}; expected ({dim},)")
+    if not np.all(np.isfinite(vector)):
+        raise DataError(f"embedding {entry.embedding_path} has non-finite values")
+    return vector.astype(np.float32)
+
+
+def _warn_skipped(skipped: List[str], total: int) -> None:
+    if not skipped:
+        return
+    shown = "; ".join(skipped[:MAX_LISTED])
+    more = f"; and {len(skipped) - MAX_LISTED} more" if len(skipped) > MAX_LISTED else ""
+    logger.warning("skipped %d of %d entries: %s%s", len(skipped), total, shown, more)
+
+
+def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple[int, int] = (32, 32)) -> Examples:
+    """Read every usable (image, embedding) pair of a dataset, keeping the metadata entries.
+
+    Args:
+        metadata_file: ``pokemon_metadata.json`` or the folder holding it; paths in it are
+            relative to its folder.
+        shape: ``(height, width)`` of the images returned.
+
+    Returns:
+        :class:`Examples` with images ``(N, H, W, 3)`` float32 in [-1, 1] and embeddings ``(N, dim)``.
+
+    Raises:
+        DataError: the metadata file is missing or invalid, embeddings disagree with
+            ``embeddings.json``, or no entry is usable.
+    """
+    shape = _check_shape(shape)
+    path = _metadata_path(metadata_file)
+    root = path.parent
+    # missing files are reported below as skipped entries, not as a metadata error
+    entries = read_metadata(path, validate=True, check_files=False)
+    info = read_embeddings_info(root)
+    dim = info["dim"] if info else None
+    images, vectors, kept, skipped = [], [], [], []
+    for entry in progress(entries, desc="loading images", unit="img", leave=False):
+        try:
+            image = read_image(root / entry.image_path, shape)
+            vector = _read_embedding(root, entry, dim)
+        except DataError as exc:
+            skipped.append(f"{entry.image_path}: {exc}")
+            continue
+        if dim is None:  # without embeddings.json the first embedding fixes the size
+            dim = int(vector.shape[0])
+        images.append(image)
+        vectors.append(vector)
+        kept.append(entry)
+    _warn_skipped(skipped, len(entries))
+    if not kept:
+        raise DataError(f"{path}: no usable entries out of {len(entries)} "
+                        f"(each needs a readable image and its .npy embedding; run `pokemon-diffusion embed`)"
+                        + (f"; first problem: {skipped[0]}" if skipped else ""))
+    logger.info("loaded %d images of %dx%d and %d-d embeddings from %s", len(kept), shape[1], shape[0], dim, root)
+    return Examples(np.stack(images).astype(np.float32), np.stack(vectors).astype(np.float32), kept, skipped, root)
+
+
+def load_data(metadata_file: os.PathLike | str = METADATA_FILE,
+              shape: Tuple[int, int] = (32, 32)) -> Tuple[np.ndarray, np.ndarray]:
+    """The seed's loader: images and caption embeddings as two aligned float32 arrays.
+
+    Args:
+        metadata_file: ``pokemon_metadata.json`` or the folder holding it.
+        shape: ``(height, width)`` of the images returned.
+
+    Returns:
+        ``(images, embeddings)``: ``(N, H, W, 3)`` in [-1, 1] and ``(N, dim)``, both float32.
+
+    Raises:
+        DataError: see :func:`load_examples`.
+
+    Example:
+        >>> images, embeddings = load_data("data/pokemon", shape=(32, 32))
+        >>> images.shape, embeddings.shape
+        ((1008, 32, 32, 3), (1008, 384))
+    """
+    examples = load_examples(metadata_file, shape)
+    return examples.images, examples.embeddings
+
+
+def pokemon_key(entry: Entry) -> str:
+    """The group an entry belongs to for the held-out split: its Pokédex number, else its name."""
+    return f"dex:{entry.dex}" if entry.dex is not None else f"name:{entry.name.strip().lower()}"
+
+
+def split_by_pokemon(entries: Sequence[Entry], val_fraction: float, seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+    """Hold out whole Pokémon: every image of a Pokédex number goes to the same side.
+
+    Groups are shuffled with ``seed`` and moved to the validation side until it holds at least
+    ``val_fraction`` of the images; the training side always keeps at least one group.
+
+    Args:
+        entries: the dataset's entries (``dex`` groups them; ``name`` when ``dex`` is None).
+        val_fraction: wanted share of validation images, ``0 <= val_fraction < 1``.
+        seed: the shuffle seed; the same seed gives the same split.
+
+    Returns:
+        ``(train_indices, val_indices)``: sorted int64 arrays into ``entries``.
+
+    Raises:
+        ValueError: ``val_fraction`` is outside [0, 1).
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"split_by_pokemon.val_fraction: got {val_fraction!r}; allowed: 0 <= val_fraction < 1")
+    groups: dict = {}
+    for i, entry in enumerate(entries):
+        groups.setdefault(pokemon_key(entry), []).append(i)
+    keys = sorted(groups)  # a fixed order before shuffling, whatever the metadata order
+    rng = np.random.default_rng(seed)
+    rng.shuffle(keys)
+    wanted = int(np.ceil(val_fraction * len(entries))) if val_fraction > 0 else 0
+    val: List[int] = []
+    for key in keys[:-1]:  # the last group always stays in training
+        if len(val) >= wanted:
+            break
+        val.extend(groups[key])
+    if wanted and not val:
+        logger.warning("only one Pokémon in the dataset: no held-out split")
+    val_set = set(val)
+    train = [i for i in range(len(entries)) if i not in val_set]
+    return np.asarray(train, dtype=np.int64), np.asarray(sorted(val), dtype=np.int64)
+
+
+def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 32, *, shuffle: bool = True,
+                 flip: bool = True, seed: int = 0, repeat: bool = False, start_index: int = 0,
+                 with_index: bool = False, drop_remainder: bool = False):
+    """A ``tf.data.Dataset`` of ``(image, embedding)`` batches.
+
+    The pipeline is cache → shuffle (seeded, reshuffled each epoch) → [repeat] → [skip] → random
+    horizontal flip → batch → prefetch(AUTOTUNE). Each element's flip is decided by a stateless
+    random draw keyed by ``(seed, element index)``, so the stream depends on nothing but the seed
+    and can be resumed at any element with ``start_index``.
+
+    Args:
+        images: float32 ``(N, H, W, C)`` in [-1, 1].
+        embeddings: float32 ``(N, dim)``, aligned with ``images``.
+        batch_size: images per batch.
+        shuffle: shuffle with a full-size buffer (a uniform permutation per epoch).
+        flip: randomly mirror images left-right (Pokémon artwork has no preferred side).
+        seed: seed of the shuffle and the flips.
+        repeat: loop over the data forever (training by steps).
+        start_index: skip this many elements of the (repeated) stream first: ``step * batch_size``
+            for a resumed run.
+        with_index: add a third item per batch, the int64 position of each element in the stream
+            (the trainer derives each example's noise from it).
+        drop_remainder: drop a last batch smaller than ``batch_size``.
+
+    Returns:
+        A ``tf.data.Dataset`` yielding ``(images (B, H, W, C), embeddings (B, dim))``
+        (plus ``indices (B,)`` with ``with_index``), float32.
+
+    Raises:
+        DataError: the arrays are empty or not aligned, or an argument is out of range.
+    """
+    import tensorflow as tf
+
+    images = np.asarray(images, dtype=np.float32)
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    if images.ndim != 4 or embeddings.ndim != 2 or images.shape[0] != embeddings.shape[0] or not len(images):
+        raise DataError(f"make_dataset: got images {images.shape} and embeddings {embeddings.shape}; "
+                        "allowed: (N, H, W, C) and (N, dim) with the same N >= 1")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise DataError(f"make_dataset.batch_size: got {batch_size!r}; allowed: an integer >= 1")
+    if start_index < 0 or (start_index and not repeat and start_index >= len(images)):
+        raise DataError(f"make_dataset.start_index: got {start_index!r}; allowed: 0 <= start_index "
+                        + ("" if repeat else f"< {len(images)}"))
+    n = len(images)
+    ds = tf.data.Dataset.from_tensor_slices((images, embeddings)).cache()
+    if shuffle:
+        ds = ds.shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    if repeat:
+        ds = ds.repeat()
+    if start_index:
+        ds = ds.skip(start_index)  # cheap: cached elements only pass through the shuffle buffer
+    indices = tf.data.Dataset.range(start_index, np.iinfo(np.int64).max)
+    ds = tf.data.Dataset.zip((ds, indices))
+
+    def augment(pair, index):
+        image, embedding = pair
+        if flip:
+            key = tf.stack([tf.constant(seed, tf.int64), index])
+            image = tf.image.stateless_random_flip_left_right(image, seed=key)
+        return (image, embedding, index) if with_index else (image, embedding)
+
+    ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.batch(batch_size, drop_remainder=drop_remainder).prefetch(tf.data.AUTOTUNE)

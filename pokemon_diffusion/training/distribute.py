@@ -1,0 +1,86 @@
+"""Where training runs: the ``tf.distribute`` strategy and the mixed-precision policy.
+
+Strategies (``TrainConfig.strategy``):
+    auto         MirroredStrategy over all GPUs when there is more than one, else the default
+                 (single-device) strategy.
+    one          OneDeviceStrategy on the first GPU, else the CPU.
+    mirrored     MirroredStrategy over all GPUs, or over all logical CPU devices when there is no GPU.
+    multiworker  MultiWorkerMirroredStrategy (reads TF_CONFIG; without it, one worker).
+
+Mixed precision: ``mixed_float16`` on a GPU (with a ``LossScaleOptimizer``, see trainer.py) and
+``mixed_bfloat16`` on CPU, where float16 has no fast kernels and bfloat16's exponent range makes
+loss scaling unnecessary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from typing import Any, Iterator, Optional
+
+import tensorflow as tf
+
+from ..config import STRATEGIES
+from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
+    """The ``tf.distribute.Strategy`` for a ``TrainConfig.strategy`` name (see the module docstring).
+
+    Raises:
+        ConfigError: ``name`` is not one of auto | one | mirrored | multiworker.
+    """
+    if name not in STRATEGIES:
+        raise ConfigError(f"strategy: got {name!r}; allowed: {' | '.join(STRATEGIES)}")
+    gpus = tf.config.list_logical_devices("GPU")
+    if name == "auto":
+        if len(gpus) > 1:
+            strategy: tf.distribute.Strategy = tf.distribute.MirroredStrategy()
+        else:
+            strategy = tf.distribute.get_strategy()  # the default strategy: no distribution overhead
+    elif name == "one":
+        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
+    elif name == "mirrored":
+        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
+        strategy = tf.distribute.MirroredStrategy(devices)
+    else:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    logger.info("strategy %s: %s with %d replica(s)", name, type(strategy).__name__, strategy.num_replicas_in_sync)
+    return strategy
+
+
+def is_chief(strategy: tf.distribute.Strategy) -> bool:
+    """Whether this process writes the run folder (always, except on non-chief multi-worker tasks)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    task_type = getattr(resolver, "task_type", None)
+    if task_type is None:
+        return True
+    task_id = getattr(resolver, "task_id", 0) or 0
+    has_chief = "chief" in (resolver.cluster_spec().as_dict() if resolver.cluster_spec() else {})
+    return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
+
+
+def precision_policy(mixed_precision: bool) -> str:
+    """The Keras dtype policy name: float32, or mixed_float16 (GPU) / mixed_bfloat16 (CPU)."""
+    if not mixed_precision:
+        return "float32"
+    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+
+
+@contextlib.contextmanager
+def dtype_policy(name: Optional[str]) -> Iterator[None]:
+    """Build models under the Keras dtype policy ``name``, then restore the previous global policy.
+
+    Keras reads the policy when a layer is created, so only model construction needs to be inside.
+    """
+    import keras
+
+    previous: Any = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)

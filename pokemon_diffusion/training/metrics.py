@@ -1,0 +1,121 @@
+"""Training metrics: one JSON object per logged step in ``RUN/metrics.jsonl``, and TensorBoard scalars.
+
+Each line holds ``step``, ``loss`` (mean training loss since the previous line), ``lr``,
+``img_per_s``, ``elapsed_s`` (training seconds since the run began, resumes included) and, when the
+held-out loss was evaluated at that step, ``val_loss`` (EMA model) and ``val_loss_raw`` (raw weights).
+
+TensorBoard events are written with TensorFlow's own ``tf.summary.write`` and the metadata of
+TensorBoard's "scalars" and "images" plugins, so they need no ``tensorboard`` package to be
+written (only to be viewed: ``pip install tensorboard; tensorboard --logdir RUN/tensorboard``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+logger = logging.getLogger(__name__)
+
+
+def read_metrics(path: os.PathLike | str) -> List[Dict[str, Any]]:
+    """All records of a ``metrics.jsonl`` file (unreadable lines, e.g. a torn last line, are skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict) and isinstance(record.get("step"), int):
+            records.append(record)
+    return records
+
+
+def _plugin_metadata(plugin: str) -> bytes:
+    """SummaryMetadata naming the TensorBoard plugin that displays a summary."""
+    from tensorflow.core.framework import summary_pb2
+
+    metadata = summary_pb2.SummaryMetadata()
+    metadata.plugin_data.plugin_name = plugin
+    if plugin == "scalars":
+        metadata.data_class = summary_pb2.DATA_CLASS_SCALAR
+    return metadata.SerializeToString()
+
+
+def _clean(value: Any) -> Any:
+    """JSON has no NaN/inf: write them as null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsWriter:
+    """Appends records to ``metrics.jsonl`` and mirrors the scalars to TensorBoard.
+
+    Args:
+        path: the JSONL file.
+        tensorboard_dir: folder for TensorBoard event files, or None for none.
+        keep_until: on resume, the step restored: later records (from steps that were redone)
+            are dropped so the file has one record per step. None starts a new file.
+        enabled: False makes every call a no-op (non-chief workers).
+    """
+
+    def __init__(self, path: os.PathLike | str, tensorboard_dir: Optional[os.PathLike | str] = None, *,
+                 keep_until: Optional[int] = None, enabled: bool = True) -> None:
+        self.path = Path(path)
+        self.enabled = enabled
+        self._writer = None
+        if not enabled:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        kept = [r for r in read_metrics(self.path) if r["step"] <= keep_until] if keep_until is not None else []
+        with open(self.path, "w", encoding="utf-8") as fh:
+            for record in kept:
+                fh.write(json.dumps(record) + "\n")
+        if tensorboard_dir is not None:
+            import tensorflow as tf
+
+            self._writer = tf.summary.create_file_writer(str(tensorboard_dir))
+
+    def write(self, record: Dict[str, Any], extra_scalars: Optional[Dict[str, float]] = None) -> None:
+        """Append one record (must hold ``step``); ``extra_scalars`` go to TensorBoard only."""
+        if not self.enabled:
+            return
+        record = {k: _clean(v) for k, v in record.items()}
+        with open(self.path, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(record) + "\n")
+            fh.flush()
+        if self._writer is not None:
+            import tensorflow as tf
+
+            step = int(record["step"])
+            metadata = _plugin_metadata("scalars")
+            with self._writer.as_default(step=step):
+                for key, value in {**record, **(extra_scalars or {})}.items():
+                    if key != "step" and isinstance(value, (int, float)) and not isinstance(value, bool):
+                        tf.summary.write(key, tf.constant(float(value), tf.float32), metadata=metadata)
+            self._writer.flush()
+
+    def image(self, name: str, image: Any, step: int) -> None:
+        """Write one uint8 ``(H, W, C)`` image to TensorBoard (the "images" plugin's format)."""
+        if self.enabled and self._writer is not None:
+            import tensorflow as tf
+
+            image = tf.convert_to_tensor(image, tf.uint8)
+            height, width = int(image.shape[0]), int(image.shape[1])
+            # the images plugin reads [width, height, png, ...] as strings
+            tensor = tf.stack([tf.constant(str(width)), tf.constant(str(height)), tf.image.encode_png(image)])
+            with self._writer.as_default(step=step):
+                tf.summary.write(name, tensor, metadata=_plugin_metadata("images"))
+            self._writer.flush()
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
