@@ -17,12 +17,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
+from .atomic import atomic_write_text  # noqa: F401  (re-exported: older imports use config's)
 from .errors import ConfigError
 
 BULBAPEDIA_URL = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"
@@ -35,23 +35,6 @@ SAMPLERS = ("ddim", "ddpm")
 LR_SCHEDULES = ("cosine", "constant")
 
 C = TypeVar("C", bound="BaseConfig")
-
-
-def atomic_write_text(path: os.PathLike | str, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:

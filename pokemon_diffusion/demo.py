@@ -19,7 +19,8 @@ import time
 from pathlib import Path
 from typing import Any, Dict, Optional, Sequence, Union
 
-from .config import DataConfig, RunConfig, SampleConfig, TrainConfig, atomic_write_text
+from .atomic import atomic_write_text
+from .config import DataConfig, RunConfig, SampleConfig
 from .errors import CheckpointError
 
 log = logging.getLogger(__name__)

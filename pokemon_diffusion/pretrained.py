@@ -20,7 +20,7 @@ import shutil
 from pathlib import Path
 from typing import Any, Dict, Optional, Union
 
-from .config import atomic_write_text
+from .atomic import atomic_write_text
 from .errors import CheckpointError
 from .run_dir import CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, LoadedRun, load_run
 

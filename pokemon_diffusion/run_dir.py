@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from .config import RunConfig, atomic_write_text
+from .atomic import atomic_path, atomic_write_text
+from .config import RunConfig
 from .errors import CheckpointError, EncoderError
 
 CONFIG_FILE = "config.json"
@@ -79,17 +79,9 @@ def read_encoder_info(path: os.PathLike | str) -> EncoderInfo:
 
 
 def save_model_atomic(model: Any, path: os.PathLike | str) -> None:
-    """``model.save`` to a temp file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".keras", dir=path.parent)
-    os.close(fd)
-    try:
+    """``model.save`` to a temporary ``.keras`` file beside ``path``, then rename it over ``path``."""
+    with atomic_path(path) as tmp:
         model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> LoadedRun:

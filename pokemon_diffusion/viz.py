@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import textwrap
-import uuid
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
@@ -27,6 +26,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from .atomic import atomic_path
 from .errors import CheckpointError, DataError
 
 log = logging.getLogger(__name__)
@@ -281,32 +281,12 @@ def plot_training_curves(run_dir: PathLike) -> Figure:
 
 # ---- writing files ---------------------------------------------------------------------------
 
-def _atomic_target(path: PathLike):
-    """(final path, temp path in the same folder) for a write-then-rename.
-
-    The temp file is not pre-created (as ``mkstemp`` would, with mode 0600): the writer creates
-    it, so the result gets the usual permissions of the user's umask.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path, str(path.with_name(f".{path.stem}.{uuid.uuid4().hex[:12]}.tmp{path.suffix}"))
-
-
-def _replace_or_clean(tmp: str, path: Path, write) -> Path:
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
-
-
 def save_figure(figure: Figure, path: PathLike, *, dpi: int = 100) -> Path:
     """Save ``figure`` atomically (temp file + rename); the format follows the suffix (.png, .pdf, .svg)."""
-    path, tmp = _atomic_target(path)
-    fmt = path.suffix.lstrip(".").lower() or "png"
-    return _replace_or_clean(tmp, path, lambda name: figure.savefig(name, format=fmt, dpi=dpi))
+    fmt = Path(path).suffix.lstrip(".").lower() or "png"
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format=fmt, dpi=dpi)
+    return Path(path)
 
 
 def denoising_frames(intermediate_images: Any, *, max_samples: int = 16,
@@ -344,10 +324,7 @@ def save_denoising_gif(intermediate_images: Any, path: PathLike, *, frame_ms: in
         raise ValueError(f"frame durations: got {frame_ms} and {final_ms} ms; allowed: 10 ms or more")
     images = [Image.fromarray(frame) for frame in denoising_frames(intermediate_images, max_samples=max_samples)]
     durations = [frame_ms] * (len(images) - 1) + [final_ms]
-    path, tmp = _atomic_target(path)
-
-    def write(name: str) -> None:
-        images[0].save(name, format="GIF", save_all=True, append_images=images[1:], duration=durations,
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=durations,
                        loop=0, optimize=False)
-
-    return _replace_or_clean(tmp, path, write)
+    return Path(path)

@@ -76,7 +76,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..config import atomic_write_text
+    from ..atomic import atomic_write_text
     from ..evaluation.evaluate import evaluate, format_report
 
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,

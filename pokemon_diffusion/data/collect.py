@@ -26,12 +26,12 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from ..config import DataConfig
+from ..atomic import atomic_write_bytes
 from ..errors import DataError, ScrapeError
 from ..logging_utils import progress
 from .http import BlockedError, FetchError, HttpClient
@@ -114,19 +114,6 @@ class CollectStopped(ScrapeError):
 
 # --- sources -> candidates ---------------------------------------------------------------------
 
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def bulbapedia_candidates(config: DataConfig, client: HttpClient, out_dir: Path) -> List[Candidate]:
     """Rows of the Bulbapedia list page as candidates.
 
@@ -151,7 +138,7 @@ def bulbapedia_candidates(config: DataConfig, client: HttpClient, out_dir: Path)
         log.info("fetching %s", config.url)
         page = client.get_page(config.url)
         rows = parse_list_page(page.content, page.url, full_size=config.full_size, encoding=page.encoding)
-        _atomic_write_bytes(cache, page.content)
+        atomic_write_bytes(cache, page.content, fsync=False)
 
     def reader(url: str) -> Callable[[], bytes]:
         return lambda: client.get_bytes(url, max_bytes=config.max_bytes)

@@ -17,7 +17,6 @@ import io
 import logging
 import os
 import re
-import tempfile
 import unicodedata
 import warnings
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import Iterable, Optional, Set, Tuple
 
 from PIL import Image, UnidentifiedImageError
 
+from ..atomic import TMP_MARK, atomic_path
 from ..errors import DataError
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ ALLOWED_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP", "TIFF", "MPO"}
 _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)),
                        *(f"lpt{i}" for i in range(1, 10))})
 _SYMBOLS = {"♀": " f", "♂": " m", "&": " and ", "+": " plus "}
-TMP_SUFFIX = ".tmp"
+TMP_SUFFIX = TMP_MARK
 
 
 class ImageRejected(DataError):
@@ -204,20 +204,9 @@ def inside(root: os.PathLike | str, relative: str) -> Path:
 
 def save_png_atomic(image: Image.Image, path: os.PathLike | str) -> Path:
     """Write ``image`` as PNG at ``path`` via a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TMP_SUFFIX, dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            image.save(fh, format="PNG")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    with atomic_path(path, suffix="", fsync=True) as tmp, open(tmp, "wb") as fh:
+        image.save(fh, format="PNG")
+    return Path(path)
 
 
 def remove_stale_temp_files(folder: os.PathLike | str) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
-from ..config import atomic_write_text
+from ..atomic import atomic_write_text
 from ..errors import DataError
 
 METADATA_FILE = "pokemon_metadata.json"

@@ -25,7 +25,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from functools import lru_cache
@@ -34,7 +33,7 @@ from typing import Any, Dict, List, Optional, Protocol, Sequence, Union, runtime
 
 import numpy as np
 
-from ..config import atomic_write_text
+from ..atomic import atomic_path, atomic_write_text
 from ..errors import DataError, EncoderError
 from ..run_dir import EncoderInfo
 from .encoders import (CLIP_MODEL_TYPES, DEFAULT_CLIP_ID, MINILM_HUB_ID, MINILM_IDENTITY, MINILM_NAME,
@@ -417,17 +416,9 @@ def _encode_checked(model: TextEncoder, captions: List[str], batch_size: int) ->
 
 
 def _save_npy(path: Path, vector: np.ndarray) -> None:
-    # temp file + rename: a crash never leaves a truncated .npy under the final name. No fsync:
-    # an embedding lost in a power cut is recomputed by the next run.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.ascontiguousarray(vector, dtype=np.float32))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    # no fsync: an embedding lost in a power cut is recomputed by the next run
+    with atomic_path(path, suffix="") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.ascontiguousarray(vector, dtype=np.float32))
 
 
 def _finish(root: Path, entries: List[Entry], targets: List[str], name: str, dim: int,

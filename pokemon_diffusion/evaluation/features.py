@@ -20,6 +20,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..atomic import atomic_path
 from ..errors import ConfigError, PokemonDiffusionError
 from ..logging_utils import progress
 
@@ -296,8 +297,7 @@ def cached_features(extractor, images: np.ndarray, cache_dir: Optional[os.PathLi
     if cache_dir is None:
         return extractor(images)
     import hashlib
-    import tempfile
-
+    
     arr = np.ascontiguousarray(images, dtype=np.float32)
     digest = hashlib.sha256(f"{extractor.identity}|{arr.shape}".encode())
     digest.update(arr.tobytes())
@@ -311,15 +311,8 @@ def cached_features(extractor, images: np.ndarray, cache_dir: Optional[os.PathLi
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable feature cache %s (%s)", path, exc)
     out = extractor(arr)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npy", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, out)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix="") as tmp, open(tmp, "wb") as fh:
+        np.save(fh, out)
     return out
 
 

@@ -1,0 +1,65 @@
+"""Write-then-rename, the one way this package writes a file that someone may be reading.
+
+A crash, a full disk or Ctrl-C leaves either the old file or the new one under the final name,
+never half of one. The temporary file lives in the same folder (``os.replace`` is atomic only
+within a file system), starts with a dot, and is created by the writer itself (not pre-created
+with ``mkstemp``'s 0600 mode), so the result gets the usual permissions of the user's umask.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+PathLike = Union[str, os.PathLike]
+TMP_MARK = ".tmp"
+
+
+def temp_name(path: PathLike, suffix: Optional[str] = None) -> Path:
+    """A fresh hidden name beside ``path``: ``.NAME.<random>.tmp`` + ``suffix`` (default: ``path``'s suffix)."""
+    path = Path(path)
+    suffix = path.suffix if suffix is None else suffix
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TMP_MARK}{suffix}")
+
+
+@contextmanager
+def atomic_path(path: PathLike, *, suffix: Optional[str] = None, fsync: bool = False) -> Iterator[str]:
+    """Yield a temporary file name to write; on success it is renamed over ``path``.
+
+    Args:
+        path: the final file; its folder is created when missing.
+        suffix: the temporary name's ending (default ``path``'s own, which writers such as
+            ``keras.Model.save`` or ``Figure.savefig`` read the format from).
+        fsync: flush the file to disk before the rename (metadata and manifests).
+
+    Example:
+        >>> with atomic_path("out/model.keras") as tmp:   # doctest: +SKIP
+        ...     model.save(tmp)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(path, suffix)
+    try:
+        yield str(tmp)
+        if fsync:
+            with open(tmp, "rb+") as fh:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path, fsync=fsync) as tmp:
+        Path(tmp).write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: PathLike, text: str, *, fsync: bool = True) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)

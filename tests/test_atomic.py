@@ -1,0 +1,30 @@
+import os
+import stat
+
+import pytest
+
+from pokemon_diffusion.atomic import atomic_path, atomic_write_text
+
+
+def test_write_replaces_whole_file_with_umask_permissions(tmp_path):
+    target = tmp_path / "sub" / "a.json"
+    atomic_write_text(target, "old")
+    atomic_write_text(target, "new")
+    assert target.read_text() == "new"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask  # not mkstemp's 0600
+    assert [p.name for p in target.parent.iterdir()] == ["a.json"]
+
+
+def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "model.keras"
+    target.write_text("good")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            assert tmp.endswith(".keras")  # writers that read the format from the suffix still work
+            with open(tmp, "w") as fh:
+                fh.write("half")
+            raise RuntimeError("crash mid-write")
+    assert target.read_text() == "good"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
