@@ -85,7 +85,7 @@ def test_null_condition_zeros_the_dropped_rows_only():
 def trainer():
     keras.utils.set_random_seed(0)
     return Trainer(tiny_config(dropout=0.1, cond_drop=0.3, learning_rate=3e-3, warmup_steps=0,
-                               strategy="one"), total_steps=1000)
+                               strategy="one", channel_mults=(1, 2)), total_steps=1000)
 
 
 @pytest.fixture(scope="module")
@@ -156,3 +156,15 @@ def test_mixed_precision_trains_in_low_precision_and_exports_float32(policy, mon
     trainer.export_ema(tmp_path / "ema.keras")
     exported = keras.saving.load_model(tmp_path / "ema.keras")
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+
+
+def test_strategies_by_name():
+    from pokemon_diffusion.errors import ConfigError
+    from pokemon_diffusion.training.distribute import make_strategy, precision_policy
+
+    assert make_strategy("auto") is tf.distribute.get_strategy()  # no GPU here: no distribution overhead
+    one = make_strategy("one")
+    assert isinstance(one, tf.distribute.OneDeviceStrategy) and make_strategy("one") is one  # one per process
+    assert precision_policy(False) == "float32" and precision_policy(True) == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="strategy: got 'tpu'; allowed: auto | one | mirrored | multiworker"):
+        make_strategy("tpu")

@@ -45,7 +45,7 @@ def run(strategy, norm, dropout, steps=3):
 
 one = run(tf.distribute.get_strategy(), "group", 0.0)
 two = run(make_strategy("mirrored"), "group", 0.0)
-bn = run(make_strategy("mirrored"), "batch", 0.1, steps=2)
+bn = run(make_strategy("mirrored"), "batch", 0.1, steps=2)  # the same strategy object again
 diff = lambda a, b: max(float(np.max(np.abs(x - y))) for x, y in zip(a, b))
 print(json.dumps({
     "replicas": [one[0], two[0]], "loss_one": one[1], "loss_two": two[1],

@@ -229,7 +229,8 @@ class Trainer:
             loss = tf.reduce_sum(per_example) / global_batch
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
+        # a variable the loss does not reach gets a zero gradient, not None (None breaks the all-reduce)
+        grads = tape.gradient(scaled_loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         # 5. sum across replicas, then clip by the global norm of the full-batch gradient
         if self.replicas > 1:
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
