@@ -52,7 +52,6 @@ EVAL_MAX_IMAGES = 256  # held-out images used for the validation loss (a fixed s
 SAMPLE_GRID_IMAGES = 8  # images in the TensorBoard sample grid
 SAMPLE_GRID_STEPS = 25  # DDIM steps for the grid
 SAMPLE_GRID_GUIDANCE = 3.0
-STOP_REASONS = ("completed", "time_limit", "interrupted", "callback")
 
 
 class TrainingDivergedError(PokemonDiffusionError):
