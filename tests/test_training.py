@@ -85,7 +85,7 @@ def test_null_condition_zeros_the_dropped_rows_only():
 def trainer():
     keras.utils.set_random_seed(0)
     return Trainer(tiny_config(dropout=0.1, cond_drop=0.3, learning_rate=3e-3, warmup_steps=0,
-                               strategy="one", channel_mults=(1, 2)), total_steps=1000)
+                               strategy="one"), total_steps=1000)
 
 
 @pytest.fixture(scope="module")
