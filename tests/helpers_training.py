@@ -47,13 +47,17 @@ def write_tiny_dataset(root: Path, n: int = 12, size: int = 20, dim: int = 8, po
 
 
 def tiny_config(image_size: int = 16, norm: str = "batch", dropout: float = 0.0, timesteps: int = 100,
-                **train: Any) -> RunConfig:
-    """A U-Net of a few thousand parameters and a short schedule; ``train`` overrides TrainConfig."""
+                channel_mults: tuple = (1,), **train: Any) -> RunConfig:
+    """A U-Net of a few thousand parameters and a short schedule; ``train`` overrides TrainConfig.
+
+    One level by default (no down/up path): tracing the train step costs seconds per level, and
+    the loop tests are about the loop. Pass ``channel_mults=(1, 2)`` for a real U shape.
+    """
     defaults = dict(steps=4, batch_size=4, learning_rate=1e-3, warmup_steps=1, log_every=1, eval_every=2,
                     checkpoint_every=2, sample_every=0, val_fraction=0.25, eval_timesteps=2)
     defaults.update(train)
     return RunConfig(
-        model=ModelConfig(image_size=image_size, base_width=8, channel_mults=(1, 2), num_res_blocks=1,
+        model=ModelConfig(image_size=image_size, base_width=8, channel_mults=channel_mults, num_res_blocks=1,
                           dropout=dropout, norm=norm, norm_groups=4, text_dim=ENCODER["dim"]),
         diffusion=DiffusionConfig(timesteps=timesteps),
         train=TrainConfig(**defaults),

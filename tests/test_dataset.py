@@ -210,3 +210,12 @@ def test_embeddings_json_must_be_valid(tmp_path):
     (root / "embeddings.json").write_text(json.dumps({"name": "x"}))
     with pytest.raises(DataError, match="'dim' \\(integer\\)"):
         load_data(root)
+
+
+def test_a_non_numeric_embedding_is_skipped(tmp_path, caplog):
+    root = write_tiny_dataset(tmp_path, n=2)
+    entries = read_metadata(root)
+    np.save(root / entries[0].embedding_path, np.array(["a"] * 8))
+    with caplog.at_level(logging.WARNING, logger="pokemon_diffusion"):
+        images, _ = load_data(root, (8, 8))
+    assert len(images) == 1 and "holds <U1 values; expected numbers" in caplog.text

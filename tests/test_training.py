@@ -156,3 +156,45 @@ def test_mixed_precision_trains_in_low_precision_and_exports_float32(policy, mon
     trainer.export_ema(tmp_path / "ema.keras")
     exported = keras.saving.load_model(tmp_path / "ema.keras")
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
+
+
+def test_strategies_by_name():
+    from pokemon_diffusion.errors import ConfigError
+    from pokemon_diffusion.training.distribute import make_strategy, precision_policy
+
+    assert make_strategy("auto") is tf.distribute.get_strategy()  # no GPU here: no distribution overhead
+    one = make_strategy("one")
+    assert isinstance(one, tf.distribute.OneDeviceStrategy) and make_strategy("one") is one  # one per process
+    assert precision_policy(False) == "float32" and precision_policy(True) == "mixed_bfloat16"
+    with pytest.raises(ConfigError, match="strategy: got 'tpu'; allowed: auto | one | mirrored | multiworker"):
+        make_strategy("tpu")
+
+
+def test_image_grid_and_tensorboard_image(tmp_path):
+    from pokemon_diffusion.training.metrics import MetricsWriter
+    from pokemon_diffusion.training.trainer import _image_grid
+
+    images = np.stack([np.full((2, 3, 3), v, np.float32) for v in (-1.0, 0.0, 1.0)])
+    grid = _image_grid(images, columns=2)
+    assert grid.shape == (4, 6, 3) and grid.dtype == np.uint8
+    assert grid[0, 0, 0] == 0 and grid[0, 3, 0] == 127 and grid[2, 0, 0] == 255 and grid[2, 3, 0] == 255
+    writer = MetricsWriter(tmp_path / "m.jsonl", tmp_path / "tb")
+    writer.image("samples", grid, step=5)
+    writer.close()
+    (events,) = list((tmp_path / "tb").iterdir())
+    values = [v for e in tf.compat.v1.train.summary_iterator(str(events)) for v in e.summary.value]
+    (value,) = values
+    assert value.tag == "samples" and value.metadata.plugin_data.plugin_name == "images"
+    width, height, png = tf.make_ndarray(value.tensor)
+    assert (int(width), int(height)) == (6, 4)
+    np.testing.assert_array_equal(tf.io.decode_png(png).numpy(), grid)
+
+
+@pytest.mark.slow
+def test_sample_grid_uses_the_samplers_on_the_ema_model(trainer):
+    pytest.importorskip("pokemon_diffusion.diffusion.samplers")
+    from pokemon_diffusion.training.trainer import _SampleGrid
+
+    grid = _SampleGrid(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32), seed=0)
+    image = grid.images(trainer)
+    assert image is not None and image.shape == (16, 64, 3) and image.dtype == np.uint8  # 3 images, 4 columns

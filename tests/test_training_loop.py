@@ -110,7 +110,13 @@ def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp
     assert out.shape == (2, 16, 16, 3)
     (record,) = read_metrics(run / "metrics.jsonl")
     assert {"step", "loss", "lr", "img_per_s", "elapsed_s"} <= record.keys() and record["step"] == 1
-    assert list((run / "tensorboard").iterdir())
+    scalars = {}  # read the TensorBoard events back: tags, values and the plugin that shows them
+    for events in (run / "tensorboard").iterdir():
+        for event in tf.compat.v1.train.summary_iterator(str(events)):
+            for value in event.summary.value:
+                scalars[value.tag] = (value.metadata.plugin_data.plugin_name, tf.make_ndarray(value.tensor))
+    assert scalars["loss"][0] == "scalars" and float(scalars["loss"][1]) == pytest.approx(record["loss"])
+    assert {"lr", "elapsed_s"} <= scalars.keys()
 
 
 @pytest.mark.parametrize("argv, message", [

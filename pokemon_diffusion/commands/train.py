@@ -33,6 +33,7 @@ _OVERRIDES = {
     "time_limit": ("train", "time_limit_minutes"),
     "checkpoint_every": ("train", "checkpoint_every"),
     "eval_every": ("train", "eval_every"),
+    "log_every": ("train", "log_every"),
     "ema_decay": ("train", "ema_decay"),
 }
 
@@ -65,6 +66,7 @@ def add_parser(subparsers):
                         help="stop (and save) after this many minutes of training")
     parser.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="steps between checkpoints")
     parser.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between held-out losses")
+    parser.add_argument("--log-every", type=positive_int, metavar="N", help="steps between metrics lines")
     parser.add_argument("--norm", choices=NORMS, help=f"normalisation in the U-Net: {choice_help(NORMS)}")
     parser.add_argument("--base-width", type=int_range(4, 1024), metavar="N", help="channels of the first level")
     parser.add_argument("--ema-decay", type=float_range(0.0, 0.999999), metavar="X",

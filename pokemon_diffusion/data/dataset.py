@@ -184,6 +184,8 @@ def _read_embedding(root: Path, entry: Entry, dim: Optional[int]) -> np.ndarray:
         raise DataError(f"embedding {entry.embedding_path} is missing") from None
     except (OSError, ValueError) as exc:
         raise DataError(f"embedding {entry.embedding_path} is unreadable ({exc})") from None
+    if not np.issubdtype(vector.dtype, np.number):
+        raise DataError(f"embedding {entry.embedding_path} holds {vector.dtype} values; expected numbers")
     if vector.ndim == 2 and vector.shape[0] == 1:  # (1, dim): one row of an encoder's batch output
         vector = vector[0]
     if vector.ndim != 1 or (dim is not None and vector.shape[0] != dim):

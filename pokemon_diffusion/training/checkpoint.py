@@ -2,7 +2,8 @@
 
 A checkpoint holds everything needed to continue bit-for-bit: the model's variables (weights,
 BatchNorm statistics, dropout seed states), the EMA model's, the optimizer's (moments, update count,
-loss scale), the global step, the elapsed training time and the ``tf.random.Generator`` state.
+loss scale), the global step, the elapsed training time, the number of data-stream elements
+consumed and the ``tf.random.Generator`` state.
 
 Why variable lists and not ``tf.train.Checkpoint(model=model)``: with Keras 3, tracking a
 functional model through ``tf.train.Checkpoint`` saves only part of it (measured with Keras 3.15:
@@ -41,17 +42,18 @@ class TrainingCheckpoint:
         step: int64 ``tf.Variable``, the number of training steps done.
         generator: the ``tf.random.Generator`` the train step draws from.
         elapsed: float64 ``tf.Variable``, training seconds done before this process.
+        examples_seen: int64 ``tf.Variable``, data-stream elements consumed (where a resume starts).
         max_to_keep: how many checkpoints to keep (older ones are deleted).
     """
 
     def __init__(self, directory: os.PathLike | str, *, model: Any, ema_model: Any, optimizer: Any,
                  step: tf.Variable, generator: tf.random.Generator, elapsed: tf.Variable,
-                 max_to_keep: int = 3) -> None:
+                 examples_seen: tf.Variable, max_to_keep: int = 3) -> None:
         self.directory = Path(directory)
         self.step = step
         # plain lists are wrapped into trackable lists; order = model.variables order
         self.checkpoint = tf.train.Checkpoint(
-            step=step, elapsed=elapsed, generator=generator,
+            step=step, elapsed=elapsed, examples_seen=examples_seen, generator=generator,
             model_variables=list(model.variables), ema_variables=list(ema_model.variables),
             optimizer_variables=list(optimizer.variables))
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep,

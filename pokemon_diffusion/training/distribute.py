@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from typing import Any, Iterator, Optional
+from typing import Any, Dict, Iterator, Optional, Tuple
 
 import tensorflow as tf
 
@@ -25,30 +25,40 @@ from ..errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
+# (kind, devices) -> strategy: process-wide, like the devices and collective keys (see make_strategy)
+_CREATED: Dict[Tuple[str, ...], tf.distribute.Strategy] = {}
+
 
 def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """The ``tf.distribute.Strategy`` for a ``TrainConfig.strategy`` name (see the module docstring).
+
+    Strategies are created once per process and name, then reused: two MirroredStrategy instances
+    over the same devices allocate the same collective-op keys, and the second one's all-reduces
+    fail against the first one's cached shapes (seen with TF 2.21 when ``train`` ran twice).
 
     Raises:
         ConfigError: ``name`` is not one of auto | one | mirrored | multiworker.
     """
     if name not in STRATEGIES:
         raise ConfigError(f"strategy: got {name!r}; allowed: {' | '.join(STRATEGIES)}")
-    gpus = tf.config.list_logical_devices("GPU")
-    if name == "auto":
-        if len(gpus) > 1:
-            strategy: tf.distribute.Strategy = tf.distribute.MirroredStrategy()
-        else:
-            strategy = tf.distribute.get_strategy()  # the default strategy: no distribution overhead
+    gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
+    if name == "auto" and len(gpus) <= 1:
+        return tf.distribute.get_strategy()  # the default strategy: no distribution overhead
+    if name in ("auto", "mirrored"):
+        devices = tuple(gpus or [d.name for d in tf.config.list_logical_devices("CPU")])
+        key = ("mirrored",) + devices
+        factory = lambda: tf.distribute.MirroredStrategy(list(devices))  # noqa: E731
     elif name == "one":
-        strategy = tf.distribute.OneDeviceStrategy(gpus[0].name if gpus else "/cpu:0")
-    elif name == "mirrored":
-        devices = [d.name for d in (gpus or tf.config.list_logical_devices("CPU"))]
-        strategy = tf.distribute.MirroredStrategy(devices)
+        key = ("one", gpus[0] if gpus else "/cpu:0")
+        factory = lambda: tf.distribute.OneDeviceStrategy(key[1])  # noqa: E731
     else:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    logger.info("strategy %s: %s with %d replica(s)", name, type(strategy).__name__, strategy.num_replicas_in_sync)
-    return strategy
+        key = ("multiworker",)
+        factory = tf.distribute.MultiWorkerMirroredStrategy
+    if key not in _CREATED:
+        _CREATED[key] = factory()
+        logger.info("strategy %s: %s with %d replica(s)", name, type(_CREATED[key]).__name__,
+                    _CREATED[key].num_replicas_in_sync)
+    return _CREATED[key]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:

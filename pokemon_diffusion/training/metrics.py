@@ -18,6 +18,8 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+from ..config import atomic_write_text
+
 logger = logging.getLogger(__name__)
 
 
@@ -75,9 +77,8 @@ class MetricsWriter:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self.path) if r["step"] <= keep_until] if keep_until is not None else []
-        with open(self.path, "w", encoding="utf-8") as fh:
-            for record in kept:
-                fh.write(json.dumps(record) + "\n")
+        # rewritten atomically: a crash here must not lose the records of the steps being kept
+        atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))
         if tensorboard_dir is not None:
             import tensorflow as tf
 

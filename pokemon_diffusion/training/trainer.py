@@ -36,7 +36,7 @@ import tensorflow as tf
 from ..config import RunConfig, TrainConfig
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
 from ..diffusion.schedule import make_schedule, q_sample, training_target
-from ..errors import CheckpointError, DataError, PokemonDiffusionError
+from ..errors import CheckpointError, ConfigError, DataError, PokemonDiffusionError
 from ..logging_utils import progress
 from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, TENSORBOARD_DIR,
                        EncoderInfo, read_encoder_info, save_model_atomic, write_encoder_info)
@@ -52,7 +52,6 @@ EVAL_MAX_IMAGES = 256  # held-out images used for the validation loss (a fixed s
 SAMPLE_GRID_IMAGES = 8  # images in the TensorBoard sample grid
 SAMPLE_GRID_STEPS = 25  # DDIM steps for the grid
 SAMPLE_GRID_GUIDANCE = 3.0
-STOP_REASONS = ("completed", "time_limit", "interrupted", "callback")
 
 
 class TrainingDivergedError(PokemonDiffusionError):
@@ -148,8 +147,8 @@ class Trainer:
         self.strategy = strategy if strategy is not None else make_strategy(tc.strategy)
         self.replicas = int(self.strategy.num_replicas_in_sync)
         if tc.batch_size < self.replicas:
-            raise PokemonDiffusionError(f"batch_size: got {tc.batch_size}; allowed: at least the number of "
-                                        f"replicas ({self.replicas}), since each replica needs examples")
+            raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
+                              f"replicas ({self.replicas}), since each replica needs examples")
         self.schedule = make_schedule(config.diffusion)
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
@@ -162,6 +161,8 @@ class Trainer:
             self.optimizer = make_optimizer(tc, self.total_steps, self.model, self.loss_scaling)
             self.optimizer.build(self.model.trainable_variables)  # before a restore: its slots must exist
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False, name="step")
+            # stream elements consumed: where a resumed data stream starts, even if the batch size changed
+            self.examples_seen = tf.Variable(0, dtype=tf.int64, trainable=False, name="examples_seen")
             self.elapsed = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="elapsed_seconds")
             # log accumulators, read and reset by the loop (not checkpointed)
             self.loss_sum = tf.Variable(0.0, dtype=tf.float64, trainable=False, name="loss_sum")
@@ -208,7 +209,11 @@ class Trainer:
                                                           tf.TensorSpec([], tf.bool)))
 
     def _replica_step(self, batch: Tuple[tf.Tensor, tf.Tensor, tf.Tensor], key: tf.Tensor):
-        """Forward, backward and update on this replica's share of the batch; returns (loss share, grad norm)."""
+        """Forward, backward and update on this replica's share of the batch.
+
+        Returns:
+            ``(loss share, global gradient norm, number of examples)`` of this replica.
+        """
         images, text, index = batch
         context = tf.distribute.get_replica_context()
         # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
@@ -229,7 +234,8 @@ class Trainer:
             loss = tf.reduce_sum(per_example) / global_batch
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables
-        grads = tape.gradient(scaled_loss, variables)
+        # a variable the loss does not reach gets a zero gradient, not None (None breaks the all-reduce)
+        grads = tape.gradient(scaled_loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
         # 5. sum across replicas, then clip by the global norm of the full-batch gradient
         if self.replicas > 1:
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
@@ -243,13 +249,14 @@ class Trainer:
             grads = [g / self.replicas for g in grads]
         # 6. AdamW update (warm-up + cosine learning rate)
         self.optimizer.apply(grads, variables)
-        return loss, norm
+        return loss, norm, tf.shape(images, out_type=tf.int64)[0]
 
     def _train_step(self, batch):
         """One step on a (possibly distributed) batch; returns the global mean loss (float32)."""
         key = self.generator.make_seeds(1)[:, 0]
-        loss, norm = self.strategy.run(self._replica_step, args=(batch, key))
+        loss, norm, count = self.strategy.run(self._replica_step, args=(batch, key))
         loss = self.strategy.reduce(tf.distribute.ReduceOp.SUM, loss, axis=None)
+        self.examples_seen.assign_add(self.strategy.reduce(tf.distribute.ReduceOp.SUM, count, axis=None))
         norm = self.strategy.reduce(tf.distribute.ReduceOp.MEAN, norm, axis=None)  # equal on every replica
         # 7. EMA of all the model's variables, with the decay warmed up by the number of updates so far
         self.ema.update(self.step)
@@ -531,7 +538,8 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         checkpoint_dir = Path(tempfile.mkdtemp(prefix="pokemon_diffusion_worker_"))
     checkpoint = TrainingCheckpoint(checkpoint_dir, model=trainer.model, ema_model=trainer.ema_model,
                                     optimizer=trainer.optimizer, step=trainer.step, generator=trainer.generator,
-                                    elapsed=trainer.elapsed, max_to_keep=tc.max_checkpoints)
+                                    elapsed=trainer.elapsed, examples_seen=trainer.examples_seen,
+                                    max_to_keep=tc.max_checkpoints)
     start_step = (checkpoint.restore_latest() if resume else None) or 0
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -543,7 +551,8 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
 
     # 3. the data stream, resumed at the element where the checkpoint stopped
     dataset = make_dataset(train_set.images, train_set.embeddings, tc.batch_size, shuffle=True, flip=tc.flip,
-                           seed=tc.seed, repeat=True, start_index=start_step * tc.batch_size, with_index=True)
+                           seed=tc.seed, repeat=True, start_index=int(trainer.examples_seen.numpy()),
+                           with_index=True)
     batches = iter(trainer.distribute(dataset))
     metrics = MetricsWriter(run_dir / METRICS_FILE, run_dir / TENSORBOARD_DIR,
                             keep_until=start_step if resume else None, enabled=chief)
