@@ -27,14 +27,16 @@ _LAZY = {
     "read_metadata": ".data.metadata", "write_metadata": ".data.metadata", "Entry": ".data.metadata",
     "get_text_embedding": ".data.text", "load_text_encoder": ".data.text", "embed_dataset": ".data.text",
     "null_text_embedding": ".data.text", "TextEncoder": ".data.text",
-    "load_data": ".data.dataset", "make_dataset": ".data.dataset",
+    "load_data": ".data.dataset", "make_dataset": ".data.dataset", "load_examples": ".data.dataset",
+    "split_by_pokemon": ".data.dataset",
     # model and diffusion
     "build_unet": ".model.unet", "count_flops": ".model.unet", "model_summary_line": ".model.unet",
     "make_schedule": ".diffusion.schedule", "q_sample": ".diffusion.schedule",
     "sample": ".diffusion.samplers", "sample_ddpm": ".diffusion.samplers",
     "sample_ddim": ".diffusion.samplers", "SampleResult": ".diffusion.samplers",
     # training, runs, generation
-    "train": ".training.trainer", "TrainResult": ".training.trainer",
+    "train": ".training.trainer", "TrainResult": ".training.trainer", "Trainer": ".training.trainer",
+    "TrainingDivergedError": ".training.trainer", "evaluate": ".evaluation.evaluate",
     "load_run": ".run_dir", "load_pretrained": ".pretrained",
     "generate": ".generate", "save_outputs": ".generate", "run_demo": ".demo",
     # figures
