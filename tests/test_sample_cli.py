@@ -169,3 +169,18 @@ def test_prompts_go_through_the_runs_real_encoder(tmp_path, capsys):
                  "--out", str(tmp_path / "t.png")])
     assert code == 2
     assert "is 'minilm:all-MiniLM-L6-v2' but the model was trained with 'clip:" in one_line_error(capsys)
+
+
+def test_sample_without_run_uses_the_shipped_reference_model(monkeypatch, tmp_path):
+    class Constant:
+        def __init__(self, name, dim):
+            self.name, self.dim = name, dim
+
+        def encode(self, texts):
+            return np.full((len(texts), self.dim), 0.05, np.float32)
+
+    monkeypatch.setattr(text_module, "load_encoder_matching", lambda expected, spec: Constant(expected.name, expected.dim))
+    out = tmp_path / "reference.png"
+    assert main(["sample", "--prompt", "a ghost", "--steps", "2", "--seed", "0", "--out", str(out)]) == 0
+    with Image.open(out) as png:
+        assert png.format == "PNG"

@@ -1,0 +1,55 @@
+"""The shipped reference model: manifest, checksums, loading, and a clear error when damaged."""
+
+import shutil
+
+import numpy as np
+import pytest
+
+from pokemon_diffusion.config import SampleConfig
+from pokemon_diffusion.errors import CheckpointError
+from pokemon_diffusion.generate import generate
+from pokemon_diffusion.pretrained import (MANIFEST_FILE, SHIPPED_FILES, load_pretrained, pretrained_dir,
+                                          read_manifest)
+
+
+def test_manifest_records_how_it_was_trained_and_checksums_match():
+    manifest = read_manifest()  # verifies every SHA-256
+    for key in ("name", "command", "steps", "wall_time_s", "machine", "final_loss", "val_loss", "sha256"):
+        assert manifest.get(key) is not None, key
+    assert "pokemon-diffusion train" in manifest["command"]
+    assert manifest["steps"] > 0 and np.isfinite(manifest["val_loss"])
+    assert set(manifest["sha256"]) == set(SHIPPED_FILES)
+    size = sum((pretrained_dir() / name).stat().st_size for name in SHIPPED_FILES)
+    assert size == manifest["bytes"] and size < 30 * 2**20
+
+
+@pytest.fixture(scope="module")
+def reference():
+    return load_pretrained()
+
+
+def test_reference_loads_and_generates(reference):
+    assert reference.config.model.image_size == 32
+    assert reference.encoder.dim == reference.config.model.text_dim == 384
+    assert reference.encoder.name == "minilm:all-MiniLM-L6-v2"  # the offline encoder: usable anywhere
+    result, labels = generate(reference, ["a"], config=SampleConfig(steps=3, seed=0),
+                              embeddings=np.zeros((1, 384), np.float32))
+    assert result.images.shape == (1, 32, 32, 3) and labels == ["a"]
+    assert np.all(np.isfinite(result.images)) and np.abs(result.images).max() <= 1.0
+
+
+@pytest.mark.parametrize("damage, message", [("flip", "is damaged: sha256"), ("delete", "is incomplete"),
+                                             ("manifest", "no pretrained model")])
+def test_a_damaged_copy_is_a_clear_error(tmp_path, damage, message):
+    copy = tmp_path / "pretrained"
+    shutil.copytree(pretrained_dir(), copy)
+    if damage == "flip":
+        data = bytearray((copy / "ema_model.keras").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (copy / "ema_model.keras").write_bytes(bytes(data))
+    elif damage == "delete":
+        (copy / "encoder.json").unlink()
+    else:
+        (copy / MANIFEST_FILE).unlink()
+    with pytest.raises(CheckpointError, match=message):
+        load_pretrained(copy)
