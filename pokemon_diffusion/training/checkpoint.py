@@ -52,10 +52,13 @@ class TrainingCheckpoint:
         self.directory = Path(directory)
         self.step = step
         # plain lists are wrapped into trackable lists; order = model.variables order
-        self.checkpoint = tf.train.Checkpoint(
-            step=step, elapsed=elapsed, examples_seen=examples_seen, generator=generator,
-            model_variables=list(model.variables), ema_variables=list(ema_model.variables),
-            optimizer_variables=list(optimizer.variables))
+        state = dict(step=step, elapsed=elapsed, generator=generator,
+                     model_variables=list(model.variables), ema_variables=list(ema_model.variables),
+                     optimizer_variables=list(optimizer.variables))
+        self.checkpoint = tf.train.Checkpoint(examples_seen=examples_seen, **state)
+        # checkpoints written before ``examples_seen`` existed (0.1 runs) restore without it
+        self._legacy_checkpoint = tf.train.Checkpoint(**state)
+        self.restored_examples_seen = False
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep,
                                                   step_counter=step, checkpoint_name=CHECKPOINT_PREFIX)
 
@@ -74,7 +77,8 @@ class TrainingCheckpoint:
         """Restore the newest checkpoint, if any.
 
         Returns:
-            The restored step, or None when the folder has no checkpoint.
+            The restored step, or None when the folder has no checkpoint. ``restored_examples_seen``
+            says whether the checkpoint held the data-stream position (older ones did not).
 
         Raises:
             CheckpointError: the checkpoint does not match this model/optimizer or cannot be read.
@@ -83,7 +87,10 @@ class TrainingCheckpoint:
         if path is None:
             return None
         try:
-            status = self.checkpoint.restore(path)
+            keys = {name.split("/", 1)[0] for name, _ in tf.train.list_variables(path)}
+            self.restored_examples_seen = "examples_seen" in keys
+            target = self.checkpoint if self.restored_examples_seen else self._legacy_checkpoint
+            status = target.restore(path)
             status.assert_existing_objects_matched()
         except (AssertionError, ValueError, tf.errors.OpError) as exc:
             raise CheckpointError(f"cannot restore {path}: it does not match this model and optimizer "

@@ -541,6 +541,11 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
                                     elapsed=trainer.elapsed, examples_seen=trainer.examples_seen,
                                     max_to_keep=tc.max_checkpoints)
     start_step = (checkpoint.restore_latest() if resume else None) or 0
+    if start_step and not checkpoint.restored_examples_seen:
+        # older checkpoints: the stream advanced one batch per step with this batch size
+        trainer.examples_seen.assign(start_step * tc.batch_size)
+        logger.info("checkpoint has no data-stream position; resuming the stream at element %d",
+                    start_step * tc.batch_size)
     if chief:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / CONFIG_FILE)
