@@ -225,13 +225,22 @@ def _series(records: List[Dict[str, Any]], key: str):
     return np.array([p[0] for p in points]), np.array([p[1] for p in points], dtype=np.float64)
 
 
-def _smooth(values: np.ndarray, weight: float = 0.9) -> np.ndarray:
-    """Bias-corrected exponential moving average (TensorBoard's smoothing)."""
-    out, last = np.empty_like(values), 0.0
-    for i, value in enumerate(values):
-        last = weight * last + (1 - weight) * value
-        out[i] = last / (1 - weight ** (i + 1))
-    return out
+def _smooth(values: np.ndarray, window: Optional[int] = None) -> np.ndarray:
+    """Centred moving average (geometric when every value is positive), window shrinking at the ends.
+
+    Centred rather than exponential: a trailing average lags far behind a loss that falls by
+    orders of magnitude in its first hundred steps. The default window is ~1/20 of the points.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    n = len(values)
+    half = (window or max(3, n // 20)) // 2
+    positive = bool(np.all(values > 0))
+    series = np.log(values) if positive else values
+    sums = np.concatenate([[0.0], np.cumsum(series)])
+    index = np.arange(n)
+    lo, hi = np.clip(index - half, 0, n), np.clip(index + half + 1, 0, n)
+    mean = (sums[hi] - sums[lo]) / (hi - lo)
+    return np.exp(mean) if positive else mean
 
 
 def plot_training_curves(run_dir: PathLike) -> Figure:

@@ -132,3 +132,12 @@ def test_no_pyplot_figures_are_left_open():
 
     plot_samples(steps_array()[-1])
     assert plt.get_fignums() == []
+
+
+def test_loss_smoothing_is_centred_and_does_not_lag():
+    from pokemon_diffusion.viz import _smooth
+
+    falling = 0.5 ** np.arange(40.0)  # a loss falling geometrically: the centred log-average is exact inside
+    np.testing.assert_allclose(_smooth(falling, 5)[2:-2], falling[2:-2], rtol=1e-12)
+    np.testing.assert_allclose(_smooth(np.full(9, 0.2)), 0.2)
+    np.testing.assert_allclose(_smooth(np.array([1.0, -1.0, 1.0, -1.0]), 3), [0.0, 1 / 3, -1 / 3, 0.0])

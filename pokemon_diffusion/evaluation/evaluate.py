@@ -105,7 +105,7 @@ def choose_prompts(num_entries: int, num: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([np.arange(num_entries), extra]))
 
 
-def generate(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps: Optional[int] = 50,
+def generate_from_embeddings(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps: Optional[int] = 50,
              guidance_scale: float = 3.0, eta: float = 0.0, seed: int = 0, batch_size: int = 16,
              progress: Optional[bool] = None) -> np.ndarray:
     """One image per embedding row with the run's EMA model and schedule, in fixed-size batches.
@@ -290,9 +290,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
 
     # 3. samples prompted by the dataset's own caption embeddings
     prompt_index = choose_prompts(len(data), num, seed)
-    generated = generate(loaded, data.embeddings[prompt_index], sampler=sampler, steps=steps,
-                         guidance_scale=guidance_scale, eta=eta, seed=seed, batch_size=batch_size,
-                         progress=progress)
+    generated = generate_from_embeddings(loaded, data.embeddings[prompt_index], sampler=sampler, steps=steps,
+                                         guidance_scale=guidance_scale, eta=eta, seed=seed,
+                                         batch_size=batch_size, progress=progress)
     lap("sampling")
 
     # 4. pixel-space metrics
