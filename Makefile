@@ -1,6 +1,8 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
 # The venv is (re)built only when requirements.txt, setup.cfg or pyproject.toml change.
 PYTHON ?= python3
+# extra demo flags, e.g. make demo DEMO_ARGS="--minutes 3"
+DEMO_ARGS ?=
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
@@ -25,7 +27,7 @@ test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
 demo: $(STAMP)
-	$(VENV)/bin/pokemon-diffusion demo --out outputs/demo
+	$(VENV)/bin/pokemon-diffusion demo --out outputs/demo $(DEMO_ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
