@@ -110,6 +110,7 @@ def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp
     assert out.shape == (2, 16, 16, 3)
     (record,) = read_metrics(run / "metrics.jsonl")
     assert {"step", "loss", "lr", "img_per_s", "elapsed_s"} <= record.keys() and record["step"] == 1
+    assert np.isfinite(record["val_loss"])  # the last record of a run carries the held-out loss
     scalars = {}  # read the TensorBoard events back: tags, values and the plugin that shows them
     for events in (run / "tensorboard").iterdir():
         for event in tf.compat.v1.train.summary_iterator(str(events)):

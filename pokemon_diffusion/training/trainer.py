@@ -620,7 +620,9 @@ class _Loop:
                 elif limit_s is not None and self.elapsed() - self.elapsed_before >= limit_s:
                     self.stopped = "time_limit"
                 stopping = self.stopped != "completed"
-                evaluate = self.eval_set is not None and self.step % tc.eval_every == 0
+                last = (stopping and self.stopped != "interrupted") or self.step == trainer.total_steps
+                # the last record of a run always carries the held-out loss (not after Ctrl-C: stop fast)
+                evaluate = self.eval_set is not None and (self.step % tc.eval_every == 0 or last)
                 if self.step % tc.log_every == 0 or evaluate or stopping or self.step == trainer.total_steps:
                     self._log(bar, evaluate)
                 if self.step % tc.checkpoint_every == 0 and not stopping:
