@@ -15,7 +15,7 @@ from pathlib import Path
 from pokemon_diffusion.config import ModelConfig, RunConfig, TrainConfig
 from pokemon_diffusion.logging_utils import setup_logging
 from pokemon_diffusion.run_dir import load_run
-from pokemon_diffusion.training.trainer import train
+from pokemon_diffusion.training.loop import train
 
 
 def main() -> None:

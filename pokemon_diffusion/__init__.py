@@ -35,7 +35,7 @@ _LAZY = {
     "sample": ".diffusion.samplers", "sample_ddpm": ".diffusion.samplers",
     "sample_ddim": ".diffusion.samplers", "SampleResult": ".diffusion.samplers",
     # training, runs, generation
-    "train": ".training.trainer", "TrainResult": ".training.trainer", "Trainer": ".training.trainer",
+    "train": ".training.loop", "TrainResult": ".training.loop", "Trainer": ".training.trainer",
     "TrainingDivergedError": ".training.trainer", "evaluate": ".evaluation.evaluate",
     "load_run": ".run_dir", "load_pretrained": ".pretrained",
     "generate": ".generate", "save_outputs": ".generate", "run_demo": ".demo",

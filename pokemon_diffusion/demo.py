@@ -82,7 +82,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
     from .data.collect import collect
     from .data.text import embed_dataset, load_encoder_matching
     from .run_dir import CHECKPOINT_DIR, load_run
-    from .training.trainer import train
+    from .training.loop import train
     from .viz import plot_training_curves, save_figure
 
     out, data = Path(out_dir), Path(data_dir)

@@ -350,7 +350,7 @@ def test_heldout_loss_matches_the_val_loss_training_logged(tmp_path):
     from pokemon_diffusion.evaluation.evaluate import heldout_loss, load_eval_data
     from pokemon_diffusion.run_dir import load_run
     from pokemon_diffusion.training.metrics import read_metrics
-    from pokemon_diffusion.training.trainer import train
+    from pokemon_diffusion.training.loop import train
 
     data = write_tiny_dataset(tmp_path / "data")
     run = tmp_path / "run"

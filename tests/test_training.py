@@ -172,7 +172,7 @@ def test_strategies_by_name():
 
 def test_image_grid_and_tensorboard_image(tmp_path):
     from pokemon_diffusion.training.metrics import MetricsWriter
-    from pokemon_diffusion.training.trainer import _image_grid
+    from pokemon_diffusion.training.loop import _image_grid
 
     images = np.stack([np.full((2, 3, 3), v, np.float32) for v in (-1.0, 0.0, 1.0)])
     grid = _image_grid(images, columns=2)
@@ -193,7 +193,7 @@ def test_image_grid_and_tensorboard_image(tmp_path):
 @pytest.mark.slow
 def test_sample_grid_uses_the_samplers_on_the_ema_model(trainer):
     pytest.importorskip("pokemon_diffusion.diffusion.samplers")
-    from pokemon_diffusion.training.trainer import _SampleGrid
+    from pokemon_diffusion.training.loop import _SampleGrid
 
     grid = _SampleGrid(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32), seed=0)
     image = grid.images(trainer)

@@ -12,9 +12,10 @@ from helpers_training import tiny_config, write_tiny_dataset
 from pokemon_diffusion.cli import main
 from pokemon_diffusion.errors import CheckpointError, EncoderError
 from pokemon_diffusion.run_dir import load_run
-from pokemon_diffusion.training import trainer as trainer_module
+from pokemon_diffusion.training import loop as loop_module
 from pokemon_diffusion.training.metrics import read_metrics
-from pokemon_diffusion.training.trainer import TrainingDivergedError, train
+from pokemon_diffusion.training.loop import train
+from pokemon_diffusion.training.trainer import TrainingDivergedError
 
 
 @pytest.fixture(scope="module")
@@ -59,13 +60,13 @@ def test_resume_after_sigterm_equals_training_straight_through(data_dir, tmp_pat
 
 @pytest.mark.slow
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(data_dir, tmp_path, monkeypatch):
-    real_make_dataset = trainer_module.make_dataset
+    real_make_dataset = loop_module.make_dataset
 
     def poisoned(*args, **kwargs):  # NaN images from step 4 on (batch 4: stream elements 12+)
         ds = real_make_dataset(*args, **kwargs)
         return ds.map(lambda x, e, i: (tf.where(tf.reshape(i >= 12, [-1, 1, 1, 1]), np.nan, x), e, i))
 
-    monkeypatch.setattr(trainer_module, "make_dataset", poisoned)
+    monkeypatch.setattr(loop_module, "make_dataset", poisoned)
     run = tmp_path / "run"
     with pytest.raises(TrainingDivergedError, match=r"NaN/inf at step 4; stopped at step 4 without saving; "
                                                     r"the last good checkpoint is .*ckpt-2"):
@@ -133,3 +134,11 @@ def test_cli_rejects_bad_options_in_one_line(argv, message, tmp_path, capsys):
         code = exc.code
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
+
+
+def test_train_is_importable_from_its_old_module():
+    from pokemon_diffusion.training import trainer
+
+    assert trainer.train is train and trainer.TrainResult is loop_module.TrainResult
+    with pytest.raises(AttributeError):
+        trainer.no_such_name

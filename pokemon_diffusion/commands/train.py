@@ -109,7 +109,7 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
 
 def run(args) -> int:
     config = resolve_config(args)  # bad options fail here, before TensorFlow is imported
-    from ..training.trainer import train
+    from ..training.loop import train
 
     log.debug("config: %s", json.dumps(config.to_dict()))
     result = train(args.data, args.out, config, resume=args.resume)
