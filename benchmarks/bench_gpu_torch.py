@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -39,6 +40,8 @@ from pokemon_diffusion.model.unet import build_unet  # noqa: E402
 T = 1000
 BETAS = np.linspace(1e-4, 0.02, T, dtype=np.float64)  # the project's linear schedule
 ALPHA_BAR = np.cumprod(1.0 - BETAS)
+#: option sets compared by --sweep (the first is the reference model's choice)
+SWEEP = ({}, {"norm": "batch"}, {"lr": 2e-4}, {"lr": 1e-3}, {"base_width": 48}, {"norm": "batch", "lr": 1e-3})
 DEVICE = "cuda"  # "cpu" with --smoke (a quick check of this script on a machine without a GPU)
 
 
@@ -67,10 +70,11 @@ def matmul_tflops(dtype: torch.dtype, n: int = 8192) -> float:
 class DiffusionTrainer:
     """ε-prediction DDPM training on the GPU: q_sample, 10 % null condition, AdamW with EMA."""
 
-    def __init__(self, size: int, policy: str, lr: float = 5e-4, ema: float = 0.999) -> None:
+    def __init__(self, size: int, policy: str, lr: float = 5e-4, ema: float = 0.999, norm: str = "group",
+                 base_width: int = 32) -> None:
         keras.mixed_precision.set_dtype_policy(policy)
         keras.utils.set_random_seed(0)
-        self.model = build_unet(ModelConfig(image_size=size, norm="group", text_dim=384))
+        self.model = build_unet(ModelConfig(image_size=size, norm=norm, base_width=base_width, text_dim=384))
         keras.mixed_precision.set_dtype_policy("float32")
         self.model.compile(optimizer=keras.optimizers.AdamW(lr, weight_decay=1e-4, clipnorm=1.0,
                                                             use_ema=True, ema_momentum=ema),
@@ -157,14 +161,14 @@ def val_loss(model, x0: torch.Tensor, emb: torch.Tensor, grid: int = 8) -> float
     return total / grid
 
 
-def train_packed(path: Path, seconds: float, batch: int, policy: str, out: Path) -> dict:
+def train_packed(path: Path, seconds: float, batch: int, policy: str, out: Optional[Path], **options) -> dict:
     data = np.load(path)
     images = torch.tensor(data["images"], device=DEVICE).float() / 127.5 - 1.0
     emb = torch.tensor(data["embeddings"], device=DEVICE)
     train_idx = torch.tensor(data["train"], device=DEVICE)
     val_idx = torch.tensor(data["val"], device=DEVICE)
     size = images.shape[1]
-    trainer = DiffusionTrainer(size, policy)
+    trainer = DiffusionTrainer(size, policy, **options)
     curve, step, start = [], 0, time.perf_counter()
     gen = torch.Generator(device=DEVICE).manual_seed(0)
     while time.perf_counter() - start < seconds:
@@ -180,6 +184,9 @@ def train_packed(path: Path, seconds: float, batch: int, policy: str, out: Path)
             log(json.dumps(curve[-1]))
     elapsed = time.perf_counter() - start
     raw_val = val_loss(trainer.model, images[val_idx], emb[val_idx])
+    if out is None:  # a sweep: the raw weights' held-out loss is the figure
+        return {"options": options, "steps": step, "seconds": round(elapsed, 1), "loss": round(float(loss), 5),
+                "val_loss_raw": round(raw_val, 5)}
     trainer.model.optimizer.finalize_variable_values(trainer.model.trainable_variables)  # EMA weights in
     ema_val = val_loss(trainer.model, images[val_idx], emb[val_idx])
     out.mkdir(parents=True, exist_ok=True)
@@ -198,6 +205,8 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=128)
     parser.add_argument("--train-policy", default="mixed_bfloat16")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
+    parser.add_argument("--sweep", type=float, default=0.0, metavar="SECONDS",
+                        help="only train each of SWEEP's option sets for SECONDS on --data and report held-out loss")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on the CPU, to check the script")
     args = parser.parse_args()
     global DEVICE
@@ -213,6 +222,14 @@ def main() -> None:
                                 "bfloat16": round(matmul_tflops(torch.bfloat16, n), 3)},
               "train": [], "sampling": []}
     log(json.dumps(result))
+    if args.sweep:
+        result["sweep"] = [dict(train_packed(args.data, args.sweep, args.train_batch, "float32", None, **opts))
+                           for opts in SWEEP]
+        for row in result["sweep"]:
+            log(json.dumps(row))
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "gpu_sweep.json").write_text(json.dumps(result, indent=1))
+        return
     for size in sizes:
         for batch in batches:
             for policy in ("float32", "mixed_bfloat16"):
