@@ -16,6 +16,7 @@ RESULTS = HERE / "results"
 
 RUNS = [
     ("train", ["bench_train.py"]),
+    ("step_breakdown", ["bench_step_breakdown.py"]),
     ("sampling_32", ["bench_sampling.py", "--size", "32", "--batch", "1", "--ddpm-timesteps", "200"]),
     ("sampling_32_batch16", ["bench_sampling.py", "--size", "32", "--batch", "16", "--ddpm-timesteps", "100",
                              "--skip-predict-loop"]),
