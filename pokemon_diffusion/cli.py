@@ -15,11 +15,12 @@ from typing import List, NoReturn, Optional
 
 from ._version import __version__
 from .errors import PokemonDiffusionError
-from .logging_utils import setup_logging
+from .logging_utils import setup_logging, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
 COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo")
+TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
@@ -59,6 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
     try:
+        if args.command in TENSORFLOW_COMMANDS and not args.verbose:
+            start_tensorflow_quietly()  # -v keeps TensorFlow's own start-up lines
         return int(args.func(args) or 0)
     except PokemonDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)

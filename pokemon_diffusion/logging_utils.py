@@ -8,6 +8,7 @@ The library only ever logs through ``logging.getLogger(__name__)``; the CLI (or 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -50,3 +51,32 @@ def progress(iterable: Optional[Iterable[T]] = None, *, enabled: Optional[bool] 
 
     disable = not (progress_enabled() if enabled is None else enabled)
     return tqdm(iterable, disable=disable, dynamic_ncols=True, **kwargs)
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Send file descriptor 2 to /dev/null for the block (Python exceptions still propagate)."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def start_tensorflow_quietly() -> None:
+    """Import TensorFlow and find its devices without its C++ start-up lines on stderr.
+
+    TensorFlow 2.21 prints absl lines ("All log messages before absl::InitializeLog()...",
+    "Could not find cuda drivers...", "failed call to cuInit") before any log level applies;
+    ``TF_CPP_MIN_LOG_LEVEL`` does not reach them. The CLI calls this unless ``-v`` is given. An
+    import error is still raised (and shown) after stderr is restored.
+    """
+    with _native_stderr_silenced():
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()

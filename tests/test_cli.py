@@ -57,3 +57,11 @@ def test_console_entry_point_runs_as_module():
                             capture_output=True, text=True)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
+
+
+def test_a_tensorflow_command_error_is_one_line_without_start_up_noise(tmp_path):
+    # TensorFlow is imported and started (quietly) before the command sees its bad input
+    result = subprocess.run([sys.executable, "-m", "pokemon_diffusion", "train", "--data", str(tmp_path / "none"),
+                             "--out", str(tmp_path / "run")], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr

@@ -43,6 +43,6 @@ def run(args) -> int:
                       limit=args.limit, sample_config=SampleConfig(seed=args.seed),
                       use_pretrained=not args.no_pretrained)
     train = report["train"]
-    print(f"demo: trained {train['step']} steps ({train['stopped']}), held-out loss {train['val_loss']}; "
-          f"figures in {args.out}/")
+    val = f"{train['val_loss']:.4f}" if train.get("val_loss") is not None else "not measured"
+    print(f"demo: trained {train['step']} steps ({train['stopped']}), held-out loss {val}; figures in {args.out}/")
     return 0
