@@ -6,6 +6,7 @@ Stages (batch 32, the default U-Net, one device), each a ``tf.function`` timed a
   + optimizer     + global-norm clipping and the AdamW update
   full step       Trainer.train_step: + per-example random draws, q_sample, EMA of every
                   variable, loss bookkeeping
+  optimizer only  the AdamW update alone, on fixed gradients
   ema only        the EMA update alone
 The differences between stages are what each part costs. Run it on an idle machine:
     python benchmarks/bench_step_breakdown.py --sizes 32 64
@@ -44,7 +45,8 @@ def breakdown(size: int, batch: int, repeats: int) -> dict:
     def backward():
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(tf.square(model([x, t, text], training=True) - x))
-        return tape.gradient(loss, variables)[0]
+        # use every gradient: returning one would let the graph prune the other weight gradients
+        return tf.add_n([tf.reduce_sum(g) for g in tape.gradient(loss, variables)])
 
     @tf.function(autograph=False)
     def optimize():
@@ -54,6 +56,13 @@ def breakdown(size: int, batch: int, repeats: int) -> dict:
         optimizer.apply(grads, variables)
         return loss
 
+    fixed_grads = [tf.fill(v.shape, 1e-6) for v in variables]
+
+    @tf.function(autograph=False)
+    def optimizer_only():
+        optimizer.apply(fixed_grads, variables)
+        return optimizer.iterations
+
     @tf.function(autograph=False)
     def ema():
         trainer.ema.update(trainer.step)
@@ -61,7 +70,8 @@ def breakdown(size: int, batch: int, repeats: int) -> dict:
 
     batch_data = next(batches)
     stages = {"forward": forward, "forward+backward": backward, "forward+backward+optimizer": optimize,
-              "full train_step": lambda: trainer.train_step(batch_data), "ema only": ema}
+              "full train_step": lambda: trainer.train_step(batch_data), "optimizer only": optimizer_only,
+              "ema only": ema}
     result = {"image_size": size, "batch": batch, "ms": {}}
     for name, fn in stages.items():
         seconds = timed(lambda: tf.nest.map_structure(lambda v: v.numpy(), fn()), warmup=2, repeats=repeats)
