@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar
 
-from .atomic import atomic_write_text  # noqa: F401  (re-exported: older imports use config's)
+from .atomic import atomic_write_text
 from .errors import ConfigError
 
 BULBAPEDIA_URL = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"

@@ -116,7 +116,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
     report["samples"] = _timed(report, "sample", _sample_and_save, run, prompts, out, "", sample_config, encoder)
     report["pretrained"] = None
     if use_pretrained:
-        from .pretrained import load_pretrained, read_manifest
+        from .pretrained import MANIFEST_FILE, load_pretrained, pretrained_dir
 
         try:
             reference = load_pretrained()
@@ -126,7 +126,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
         else:
             if reference.encoder.name != encoder.name:
                 encoder = load_encoder_matching(reference.encoder)
-            manifest = read_manifest()
+            manifest = json.loads((pretrained_dir() / MANIFEST_FILE).read_text(encoding="utf-8"))  # checked
             report["pretrained"] = {key: manifest.get(key) for key in ("name", "steps", "wall_time_s", "val_loss")}
             report["pretrained"].update(_timed(report, "sample_pretrained", _sample_and_save, reference, prompts,
                                                out, "pretrained_", sample_config, encoder))

@@ -1,8 +1,9 @@
-"""argparse ``type=`` helpers: each rejects a bad value with a message naming what is allowed."""
+"""argparse helpers: ``type=`` checkers that name what is allowed, and flags shared by commands."""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Callable, Sequence
 
 
@@ -36,3 +37,30 @@ non_negative_float = float_range(0.0, 1e9)
 
 def choice_help(choices: Sequence[str]) -> str:
     return " | ".join(choices)
+
+
+def add_sampler_arguments(parser: argparse.ArgumentParser, *, steps_help: str) -> None:
+    """``--sampler``, ``--steps`` and ``--guidance`` with :class:`SampleConfig`'s defaults (sample, evaluate)."""
+    from ..config import SAMPLERS, SampleConfig
+
+    defaults = SampleConfig()
+    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
+                        help=f"{choice_help(SAMPLERS)} (default: %(default)s)")
+    parser.add_argument("--steps", type=int_range(1, 10_000), default=None, metavar="N",
+                        help=steps_help.format(default=defaults.steps))
+    parser.add_argument("--guidance", type=float_range(0.0, 50.0), default=defaults.guidance_scale,
+                        metavar="W", help="classifier-free guidance weight: 1 = conditional only, "
+                                          "0 = unconditional (default: %(default)s)")
+
+
+def suffix_path(suffixes):
+    """argparse type: a file path ending in one of ``suffixes``."""
+
+    def parse(text: str) -> Path:
+        if Path(text).suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a file name ending in "
+                                             f"{' | '.join(suffixes)}")
+        return Path(text)
+
+    parse.__name__ = "file name"
+    return parse

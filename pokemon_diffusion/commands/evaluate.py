@@ -15,19 +15,12 @@ import json
 import logging
 from pathlib import Path
 
-from ..config import SAMPLERS, SampleConfig
-from ._args import choice_help, float_range, int_range
+from ._args import add_sampler_arguments, int_range, suffix_path
 
 log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 10_000
 CACHE_DIR = "eval_cache"  # inside the run folder: the real images' Inception features
-
-
-def _json_path(text: str) -> Path:
-    if Path(text).suffix.lower() != ".json":
-        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a file name ending in .json")
-    return Path(text)
 
 
 def _weights(text: str) -> str:
@@ -37,7 +30,6 @@ def _weights(text: str) -> str:
 
 
 def add_parser(subparsers):
-    defaults = SampleConfig()
     parser = subparsers.add_parser(
         "evaluate", help="measure a trained run: held-out loss, conditioning accuracy, colours, FID/KID",
         description="Sample from a trained run with N captions of the dataset and measure: the held-out "
@@ -51,13 +43,8 @@ def add_parser(subparsers):
                         help="images to generate, one per randomly chosen caption (default: %(default)s)")
     parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, metavar="S",
                         help="seeds the caption choice, the sampling noise and KID's subsets (default: %(default)s)")
-    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
-                        help=f"{choice_help(SAMPLERS)} (default: %(default)s)")
-    parser.add_argument("--steps", type=int_range(1, 10_000), default=None, metavar="N",
-                        help=f"DDIM steps, at most the run's T (default: {defaults.steps}, or T if smaller; "
-                             "ddpm runs all T)")
-    parser.add_argument("--guidance", type=float_range(0.0, 50.0), default=defaults.guidance_scale, metavar="W",
-                        help="classifier-free guidance weight (default: %(default)s)")
+    add_sampler_arguments(parser, steps_help="DDIM steps, at most the run's T (default: {default}, or T if "
+                                             "smaller; ddpm runs all T)")
     parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",
                         help="images per sampling / feature batch (default: %(default)s)")
     parser.add_argument("--inception-weights", type=_weights, default="auto", metavar="PATH|auto|imagenet|random",
@@ -69,7 +56,7 @@ def add_parser(subparsers):
                         help="never download (also implied by HF_HUB_OFFLINE=1)")
     parser.add_argument("--no-cache", action="store_true",
                         help="do not keep the real images' Inception features in RUN/eval_cache/ between runs")
-    parser.add_argument("--out", type=_json_path, default=None, metavar="REPORT.json",
+    parser.add_argument("--out", type=suffix_path((".json",)), default=None, metavar="REPORT.json",
                         help="where to write the report (default: RUN/evaluation.json)")
     parser.set_defaults(func=run)
     return parser

@@ -11,29 +11,15 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
-from ..config import SAMPLERS, SampleConfig
+from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import choice_help, float_range, int_range
+from ._args import add_sampler_arguments, float_range, int_range, suffix_path
 
 log = logging.getLogger(__name__)
 
 FIGURE_SUFFIXES = (".png", ".jpg", ".jpeg", ".pdf", ".svg")
 MAX_IMAGES = 256  # per call: prompts x --num; beyond this, memory and time are the user's surprise
-
-
-def _suffix_path(suffixes):
-    """argparse type: a file path ending in one of ``suffixes``."""
-
-    def parse(text: str) -> Path:
-        if Path(text).suffix.lower() not in suffixes:
-            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a file name ending in "
-                                             f"{' | '.join(suffixes)}")
-        return Path(text)
-
-    parse.__name__ = "file name"
-    return parse
 
 
 def _prompt(text: str) -> str:
@@ -55,14 +41,8 @@ def add_parser(subparsers):
                         help="text prompt; repeat for several prompts")
     parser.add_argument("--num", type=int_range(1, MAX_IMAGES), default=1, metavar="N",
                         help="images per prompt (default: %(default)s)")
-    parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
-                        help=f"{choice_help(SAMPLERS)} (default: %(default)s)")
-    parser.add_argument("--steps", type=int_range(1, 10_000), default=None, metavar="N",
-                        help=f"DDIM steps (default: {defaults.steps}, at most the run's T); DDPM always "
-                             "runs all T steps")
-    parser.add_argument("--guidance", type=float_range(0.0, 50.0), default=defaults.guidance_scale,
-                        metavar="W", help="classifier-free guidance weight: 1 = conditional only, "
-                                          "0 = unconditional (default: %(default)s)")
+    add_sampler_arguments(parser, steps_help="DDIM steps (default: {default}, at most the run's T); DDPM always "
+                                             "runs all T steps")
     parser.add_argument("--eta", type=float_range(0.0, 1.0), default=None, metavar="X",
                         help="DDIM eta: 0 deterministic ... 1 stochastic (default: 0)")
     parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=None, metavar="S",
@@ -71,11 +51,11 @@ def add_parser(subparsers):
                         metavar="K", help="denoising steps kept for --steps-figure/--gif (default: %(default)s)")
     parser.add_argument("--no-clip", action="store_true",
                         help="do not clip each step's estimate of the clean image to [-1, 1]")
-    parser.add_argument("--out", required=True, type=_suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
+    parser.add_argument("--out", required=True, type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
                         help="captioned grid of the generated images")
-    parser.add_argument("--steps-figure", type=_suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
+    parser.add_argument("--steps-figure", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
                         help="also write the denoising steps (rows = images, columns = t)")
-    parser.add_argument("--gif", type=_suffix_path((".gif",)), metavar="FILE.gif",
+    parser.add_argument("--gif", type=suffix_path((".gif",)), metavar="FILE.gif",
                         help="also write the denoising as an animated GIF")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..config import NORMS, STRATEGIES, RunConfig
+from ..cli import EXIT_INTERRUPTED
 from ..errors import ConfigError
 from ._args import choice_help, float_range, int_range, positive_int
 
 log = logging.getLogger(__name__)
 
-EXIT_INTERRUPTED = 130
 
 # flag dest -> (config part, field)
 _OVERRIDES = {

@@ -42,7 +42,7 @@ import tensorflow as tf
 from ..config import DiffusionConfig
 from ..errors import ConfigError, EncoderError
 from ..logging_utils import progress as progress_bar
-from .schedule import NoiseSchedule, make_schedule, split_prediction
+from .schedule import NoiseSchedule, _at, make_schedule, split_prediction
 
 log = logging.getLogger(__name__)
 
@@ -115,15 +115,10 @@ def apply_guidance(out_cond: tf.Tensor, out_null: tf.Tensor, guidance_scale) -> 
     return out_null + guidance_scale * (out_cond - out_null)
 
 
-def _gather(table: np.ndarray, t: tf.Tensor) -> tf.Tensor:
-    """``table[t]`` for a (B,) batch of steps, shaped (B, 1, 1, 1) to broadcast over images."""
-    return tf.reshape(tf.gather(tf.constant(table, tf.float32), tf.cast(t, tf.int32)), [-1, 1, 1, 1])
-
-
 def _alpha_bar_prev(schedule: NoiseSchedule, t_prev: tf.Tensor) -> tf.Tensor:
     """ᾱ at ``t_prev``, where ``t_prev = -1`` stands for the clean image (ᾱ = 1)."""
     table = np.concatenate([[1.0], schedule.alphas_cumprod]).astype(np.float32)
-    return _gather(table, tf.cast(t_prev, tf.int32) + 1)
+    return _at(table, tf.cast(t_prev, tf.int32) + 1)
 
 
 def _estimate(schedule: NoiseSchedule, x_t, t, model_output, clip_x0: bool):
@@ -132,7 +127,7 @@ def _estimate(schedule: NoiseSchedule, x_t, t, model_output, clip_x0: bool):
     eps, x0 = split_prediction(schedule, x_t, t, model_output)
     if clip_x0:
         x0 = tf.clip_by_value(x0, -1.0, 1.0)
-        abar = _gather(schedule.alphas_cumprod, t)
+        abar = _at(schedule.alphas_cumprod, t)
         eps = (x_t - tf.sqrt(abar) * x0) / tf.sqrt(1.0 - abar)
     return eps, x0
 
@@ -171,9 +166,9 @@ def ddpm_step(schedule: NoiseSchedule, x_t: tf.Tensor, t: tf.Tensor, model_outpu
     # 2. posterior mean, DDPM eq. 7: μ̃ = √ᾱ_{t−1}·β_t/(1−ᾱ_t)·x̂_0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t.
     #    With the unclipped x̂_0 this equals eq. 11: (x_t − β_t/√(1−ᾱ_t)·ε̂)/√α_t.
     coef_x0, coef_xt = posterior_mean_coefficients(schedule)
-    mean = _gather(coef_x0, t) * x0 + _gather(coef_xt, t) * x_t
+    mean = _at(coef_x0, t) * x0 + _at(coef_xt, t) * x_t
     # 3. add √β̃_t·z, β̃_t the posterior variance of eq. 7 (zero at t = 0: the last step is the mean)
-    variance = _gather(schedule.posterior_variance, t)
+    variance = _at(schedule.posterior_variance, t)
     return StepOutput(mean + tf.sqrt(variance) * noise, x0)
 
 
@@ -196,7 +191,7 @@ def ddim_step(schedule: NoiseSchedule, x_t: tf.Tensor, t: tf.Tensor, t_prev: tf.
     """
     # 1. ε̂ and x̂_0
     eps, x0 = _estimate(schedule, x_t, t, model_output, clip_x0)
-    abar = _gather(schedule.alphas_cumprod, t)
+    abar = _at(schedule.alphas_cumprod, t)
     abar_prev = _alpha_bar_prev(schedule, t_prev)
     # 2. σ_t(η), eq. 16: η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
     sigma = eta * tf.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))

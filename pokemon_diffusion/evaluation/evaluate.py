@@ -26,7 +26,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..config import SAMPLERS
+from ..config import SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import features as feats
 from . import metrics
@@ -337,7 +337,7 @@ def _check_steps(sampler: str, steps: Optional[int], eta: float, timesteps: int)
         if eta:
             raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
         return timesteps
-    steps = min(50, timesteps) if steps is None else steps
+    steps = min(SampleConfig().steps, timesteps) if steps is None else steps
     if not 1 <= steps <= timesteps:
         raise ConfigError(f"steps: got {steps}; allowed: 1 to the run's T = {timesteps}")
     if not 0.0 <= eta <= 1.0:

@@ -50,11 +50,6 @@ class ExponentialMovingAverage:
         self.averaged, self.copied = _pair_variables(model.variables, ema_model.variables)
         self.copy_from_model()
 
-    @property
-    def variables(self) -> List[Any]:
-        """The EMA model's variables, in model order (what a checkpoint stores)."""
-        return list(self.ema_model.variables)
-
     def copy_from_model(self) -> None:
         """Set the shadow to the model's current values (the start of training)."""
         for shadow, source in self.averaged + self.copied:

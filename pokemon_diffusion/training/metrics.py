@@ -18,7 +18,7 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..config import atomic_write_text
+from ..atomic import atomic_write_text
 
 logger = logging.getLogger(__name__)
 
