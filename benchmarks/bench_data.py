@@ -21,7 +21,7 @@ PAGE = ROOT.parent / "shared" / "fixtures" / "bulbapedia" / "list_by_national_de
 
 def main() -> None:
     from pokemon_diffusion.config import BULBAPEDIA_URL
-    from pokemon_diffusion.data.bulbapedia import parse_list_page
+    from pokemon_diffusion.collection.bulbapedia import parse_list_page
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--page", type=Path, default=PAGE)

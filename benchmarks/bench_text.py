@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 def pokedex_captions() -> list:
     """The 1,008 captions of the packaged Pokédex (names and types of the ``pokemon`` package)."""
-    from pokemon_diffusion.data.metadata import make_caption
+    from pokemon_diffusion.collection.metadata import make_caption
 
     spec = find_spec("pokemon")
     if spec is None or not spec.submodule_search_locations:
@@ -56,7 +56,7 @@ def main() -> None:
     args = parser.parse_args()
 
     figures = {
-        "import_pokemon_diffusion_data_text_s": timed_import("import pokemon_diffusion.data.text"),
+        "import_pokemon_diffusion_data_text_s": timed_import("import pokemon_diffusion.text.embeddings"),
         "import_torch_transformers_s": timed_import("import torch, transformers; "
                                                     "from transformers import AutoModel, AutoTokenizer"),
     }
@@ -64,7 +64,7 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from pokemon_diffusion.data.text import load_text_encoder
+    from pokemon_diffusion.text.embeddings import load_text_encoder
 
     start = time.perf_counter()
     encoder = load_text_encoder(args.encoder, device="cpu")

@@ -15,7 +15,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pokemon_diffusion.data.dataset import load_examples, split_by_pokemon  # noqa: E402
-from pokemon_diffusion.data.metadata import METADATA_FILE  # noqa: E402
+from pokemon_diffusion.collection.metadata import METADATA_FILE  # noqa: E402
 
 
 def main() -> None:

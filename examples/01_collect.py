@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 
 from pokemon_diffusion.config import DataConfig
-from pokemon_diffusion.data.collect import collect
-from pokemon_diffusion.data.metadata import read_metadata
+from pokemon_diffusion.collection.pipeline import collect
+from pokemon_diffusion.collection.metadata import read_metadata
 from pokemon_diffusion.logging_utils import setup_logging
 
 

@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from pokemon_diffusion.data.text import (embed_dataset, get_text_embedding, load_text_encoder,
+from pokemon_diffusion.text.embeddings import (embed_dataset, get_text_embedding, load_text_encoder,
                                          null_text_embedding)
 from pokemon_diffusion.logging_utils import setup_logging
 

@@ -15,7 +15,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from pokemon_diffusion.data.text import get_text_embedding, load_encoder_matching
+from pokemon_diffusion.text.embeddings import get_text_embedding, load_encoder_matching
 from pokemon_diffusion.diffusion.samplers import sample, sample_ddpm
 from pokemon_diffusion.run_dir import load_run
 from pokemon_diffusion.viz import plot_denoising_steps, plot_samples, save_denoising_gif, save_figure

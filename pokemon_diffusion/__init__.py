@@ -22,11 +22,11 @@ from .errors import (CheckpointError, ConfigError, DataError, EncoderError, Poke
 # public name -> module that defines it (relative to this package)
 _LAZY = {
     # data
-    "collect": ".data.collect", "CollectSummary": ".data.collect",
-    "scrape_pokemon_images_and_embeddings": ".data.collect",
-    "read_metadata": ".data.metadata", "write_metadata": ".data.metadata", "Entry": ".data.metadata",
-    "get_text_embedding": ".data.text", "load_text_encoder": ".data.text", "embed_dataset": ".data.text",
-    "null_text_embedding": ".data.text", "TextEncoder": ".data.text",
+    "collect": ".collection.pipeline", "CollectSummary": ".collection.pipeline",
+    "scrape_pokemon_images_and_embeddings": ".scrape",
+    "read_metadata": ".collection.metadata", "write_metadata": ".collection.metadata", "Entry": ".collection.metadata",
+    "get_text_embedding": ".text.registry", "load_text_encoder": ".text.registry", "embed_dataset": ".text.embeddings",
+    "null_text_embedding": ".text.registry", "TextEncoder": ".text.registry",
     "load_data": ".data.dataset", "make_dataset": ".data.dataset", "load_examples": ".data.dataset",
     "split_by_pokemon": ".data.dataset",
     # model and diffusion

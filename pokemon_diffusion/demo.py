@@ -79,8 +79,9 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
     Returns:
         The report (also written to ``OUT/report.json``).
     """
-    from .data.collect import collect
-    from .data.text import embed_dataset, load_encoder_matching
+    from .collection.pipeline import collect
+    from .text.embeddings import embed_dataset
+    from .text.registry import load_encoder_matching
     from .run_dir import CHECKPOINT_DIR, load_run
     from .training.loop import train
     from .viz import plot_training_curves, save_figure

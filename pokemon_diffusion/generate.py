@@ -39,7 +39,7 @@ def encode_prompts(run: LoadedRun, prompts: Sequence[str], *, text_encoder: Opti
         EncoderError: another encoder or dimension than the run's, or a load failure.
     """
     if encoder is None:
-        from .data.text import load_encoder_matching
+        from .text.registry import load_encoder_matching
 
         encoder = load_encoder_matching(run.encoder, text_encoder)
     run.encoder.check(encoder.name, int(encoder.dim), what=f"text encoder {encoder.name!r}")

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, TrainConfig
-from pokemon_diffusion.data.metadata import Entry, make_caption, write_metadata
+from pokemon_diffusion.collection.metadata import Entry, make_caption, write_metadata
 
 ENCODER = {"name": "test-encoder", "dim": 8}
 TYPES = ["Fire", "Water", "Grass", "Electric"]

@@ -5,10 +5,10 @@ from collections import Counter
 import pytest
 
 from local_http import FIXTURES, LocalServer
-from pokemon_diffusion.data.bulbapedia import (EXPECTED_LAYOUT, ListedPokemon, form_from_file_name,
+from pokemon_diffusion.collection.bulbapedia import (EXPECTED_LAYOUT, ListedPokemon, form_from_file_name,
                                                full_size_url, largest_srcset_entry, parse_list_page,
                                                resolve_url)
-from pokemon_diffusion.data.http import HttpClient
+from pokemon_diffusion.collection.http import HttpClient
 from pokemon_diffusion.errors import ScrapeError
 
 PAGE = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"

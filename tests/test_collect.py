@@ -10,10 +10,10 @@ from PIL import Image
 from local_http import LocalServer
 from pokemon_diffusion.cli import main
 from pokemon_diffusion.config import DataConfig
-from pokemon_diffusion.data.collect import (Candidate, CollectStopped, CollectSummary, collect,
+from pokemon_diffusion.collection.pipeline import (Candidate, CollectStopped, CollectSummary, collect,
                                             materialise)
-from pokemon_diffusion.data.http import BlockedError, FetchError, HttpClient
-from pokemon_diffusion.data.metadata import read_metadata, write_metadata
+from pokemon_diffusion.collection.http import BlockedError, FetchError, HttpClient
+from pokemon_diffusion.collection.metadata import read_metadata, write_metadata
 from pokemon_diffusion.errors import ScrapeError
 
 
@@ -189,7 +189,7 @@ def test_consecutive_failures_stop_a_web_source(tmp_path):
 
 
 def test_collect_raises_with_the_summary_when_stopped(server, tmp_path, monkeypatch):
-    from pokemon_diffusion.data import collect as collect_module
+    from pokemon_diffusion.collection import pipeline as collect_module
 
     monkeypatch.setattr(collect_module, "MAX_CONSECUTIVE_FAILURES", 2)
     config = _config(server, "hostile", tmp_path, max_bytes=10_000, timeout=0.3, limit=7)

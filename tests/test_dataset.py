@@ -11,7 +11,7 @@ from PIL import Image
 from helpers_training import write_tiny_dataset
 from pokemon_diffusion.data.dataset import (load_data, load_examples, make_dataset, read_image,
                                             split_by_pokemon)
-from pokemon_diffusion.data.metadata import Entry, read_metadata, write_metadata
+from pokemon_diffusion.collection.metadata import Entry, read_metadata, write_metadata
 from pokemon_diffusion.errors import DataError
 
 

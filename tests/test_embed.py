@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from pokemon_diffusion.cli import main
-from pokemon_diffusion.data import text
-from pokemon_diffusion.data.metadata import Entry, make_caption, read_metadata, write_metadata
-from pokemon_diffusion.data.text import dataset_encoder_info, embed_dataset, load_text_encoder
+from pokemon_diffusion.text import registry as text
+from pokemon_diffusion.collection.metadata import Entry, make_caption, read_metadata, write_metadata
+from pokemon_diffusion.text.embeddings import dataset_encoder_info, embed_dataset, load_text_encoder
 from pokemon_diffusion.errors import DataError, EncoderError
 from tiny_text_models import build_tiny_clip
 

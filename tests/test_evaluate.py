@@ -163,7 +163,7 @@ def _write_dataset(root, encoder=ENCODER, dim=TEXT_DIM):
 
     from PIL import Image
 
-    from pokemon_diffusion.data.metadata import Entry, make_caption, write_metadata
+    from pokemon_diffusion.collection.metadata import Entry, make_caption, write_metadata
 
     (root / "pokemon_images").mkdir(parents=True)
     (root / "embeddings").mkdir()

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from pokemon_diffusion.config import DataConfig
-from pokemon_diffusion.data.collect import collect
-from pokemon_diffusion.data.folder import folder_records, name_from_file, read_captions
-from pokemon_diffusion.data.metadata import read_metadata
+from pokemon_diffusion.collection.pipeline import collect
+from pokemon_diffusion.collection.folder import folder_records, name_from_file, read_captions
+from pokemon_diffusion.collection.metadata import read_metadata
 from pokemon_diffusion.errors import DataError
 
 

@@ -4,7 +4,7 @@ import pytest
 import urllib3.util.retry
 
 from local_http import LocalServer
-from pokemon_diffusion.data.http import (DEFAULT_USER_AGENT, RETRY_STATUSES, BlockedError, FetchError,
+from pokemon_diffusion.collection.http import (DEFAULT_USER_AGENT, RETRY_STATUSES, BlockedError, FetchError,
                                          HttpClient, check_http_url, make_session)
 from pokemon_diffusion.errors import ScrapeError
 

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from local_http import bomb_png, make_png
-from pokemon_diffusion.data import images
-from pokemon_diffusion.data.images import (ImageRejected, NameAllocator, decode_image, inside,
+from pokemon_diffusion.collection import images
+from pokemon_diffusion.collection.images import (ImageRejected, NameAllocator, decode_image, inside,
                                            is_valid_png, pad_to_square, prepare_image,
                                            remove_stale_temp_files, safe_stem, save_png_atomic, to_rgb)
 from pokemon_diffusion.errors import DataError

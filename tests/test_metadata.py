@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from pokemon_diffusion.data.metadata import (Entry, make_caption, metadata_problems, read_metadata,
+from pokemon_diffusion.collection.metadata import (Entry, make_caption, metadata_problems, read_metadata,
                                              write_metadata)
 from pokemon_diffusion.errors import DataError
 

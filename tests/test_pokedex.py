@@ -8,9 +8,9 @@ import pytest
 from PIL import Image
 
 from pokemon_diffusion.config import DataConfig
-from pokemon_diffusion.data import pokedex
-from pokemon_diffusion.data.collect import collect
-from pokemon_diffusion.data.metadata import read_metadata
+from pokemon_diffusion.collection import pokedex
+from pokemon_diffusion.collection.pipeline import collect
+from pokemon_diffusion.collection.metadata import read_metadata
 from pokemon_diffusion.errors import DataError
 
 

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from pokemon_diffusion.cli import main
-from pokemon_diffusion.data import text as text_module
+from pokemon_diffusion.text import registry as text_module
 from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, TrainConfig
 from pokemon_diffusion.run_dir import EMA_MODEL_FILE, EncoderInfo, save_model_atomic, write_encoder_info
 
@@ -155,7 +155,7 @@ def test_bad_flag_values_are_one_line_errors(argv, message, capsys):
 def test_prompts_go_through_the_runs_real_encoder(tmp_path, capsys):
     from tiny_text_models import build_tiny_clip
 
-    from pokemon_diffusion.data.text import load_text_encoder
+    from pokemon_diffusion.text.embeddings import load_text_encoder
 
     clip = load_text_encoder(str(build_tiny_clip(tmp_path / "clip", projection_dim=8)))
     run = make_run(tmp_path / "run", text_dim=clip.dim, encoder_name=clip.name)

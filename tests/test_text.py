@@ -7,9 +7,9 @@ import sys
 import numpy as np
 import pytest
 
-from pokemon_diffusion.data import text
-from pokemon_diffusion.data.encoders import MINILM_IDENTITY, EncoderLoadError
-from pokemon_diffusion.data.text import (EncoderSpec, get_text_embedding, load_encoder_matching,
+from pokemon_diffusion.text import registry as text
+from pokemon_diffusion.text.encoders import MINILM_IDENTITY, EncoderLoadError
+from pokemon_diffusion.text.embeddings import (EncoderSpec, get_text_embedding, load_encoder_matching,
                                          load_text_encoder, null_text_embedding, parse_spec)
 from pokemon_diffusion.errors import EncoderError
 from pokemon_diffusion.run_dir import EncoderInfo
@@ -288,7 +288,7 @@ def test_load_encoder_matching(clip, monkeypatch):
 
 
 def test_importing_the_text_module_loads_no_framework():
-    code = ("import sys, pokemon_diffusion, pokemon_diffusion.data.text, pokemon_diffusion.commands.embed\n"
+    code = ("import sys, pokemon_diffusion, pokemon_diffusion.text.embeddings, pokemon_diffusion.commands.embed\n"
             "print([m for m in ('torch', 'transformers', 'tensorflow') if m in sys.modules])")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -136,9 +136,3 @@ def test_cli_rejects_bad_options_in_one_line(argv, message, tmp_path, capsys):
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and message in err, err
 
 
-def test_train_is_importable_from_its_old_module():
-    from pokemon_diffusion.training import trainer
-
-    assert trainer.train is train and trainer.TrainResult is loop_module.TrainResult
-    with pytest.raises(AttributeError):
-        trainer.no_such_name

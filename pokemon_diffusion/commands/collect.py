@@ -75,7 +75,7 @@ def _warn_unused(config: DataConfig, given) -> None:
 def run(args) -> int:
     import logging
 
-    from ..data.collect import collect
+    from ..collection.pipeline import collect
 
     summary = collect(config_from_args(args))
     print(summary.line())  # the result, on stdout for scripts; each failure was logged as a warning

@@ -28,7 +28,7 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..data.text import embed_dataset
+    from ..text.embeddings import embed_dataset
 
     embed_dataset(args.data, args.text_encoder, batch_size=args.batch_size, force=args.force,
                   device=args.device)

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..logging_utils import progress
-from .metadata import METADATA_FILE, Entry, read_metadata
+from ..collection.metadata import METADATA_FILE, Entry, read_metadata
 
 logger = logging.getLogger(__name__)
 

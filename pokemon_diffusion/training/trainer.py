@@ -314,11 +314,3 @@ def total_steps_for(config: TrainConfig, num_train: int) -> int:
         return int(config.steps)
     return max(1, math.ceil(config.epochs * num_train / config.batch_size))
 
-
-def __getattr__(name: str) -> Any:
-    """``train`` and ``TrainResult`` moved to ``loop.py``; old imports from here keep working."""
-    if name in ("train", "TrainResult"):
-        from . import loop
-
-        return getattr(loop, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,160 @@
+"""The ``folder`` source: any folder of images, named by their file names or by ``captions.csv``.
+
+Images are found recursively (``.png .jpg .jpeg .gif .webp .bmp .tif .tiff``; hidden files and
+folders are skipped). Without a captions file a name comes from the file name: a leading number
+becomes the national number and the rest the name (``0004_charmander.png`` -> 4, "Charmander";
+``mr._mime.png`` -> "Mr. Mime").
+
+An optional ``captions.csv`` in the folder (UTF-8, header row) overrides that per file::
+
+    file,name,types,caption
+    fire_lizard.png,Charmander,Fire,
+    sub/leaf.jpg,Bulbasaur,Grass/Poison,"a small green Pokémon with a bulb on its back"
+
+``file`` is required (a path relative to the folder, or a bare file name); ``name``, ``dex``,
+``form``, ``types`` (separated by ``/``, ``;`` or ``|``) and ``caption`` are optional; an empty
+caption is made from name, form and types.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from ..errors import DataError
+
+log = logging.getLogger(__name__)
+
+CAPTIONS_FILE = "captions.csv"
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
+CAPTION_COLUMNS = ("file", "name", "dex", "form", "types", "caption")
+
+
+@dataclass(frozen=True)
+class FolderRecord:
+    """One image file of the folder and what is known about it."""
+
+    path: Path
+    relative: str
+    name: str
+    dex: Optional[int] = None
+    form: Optional[str] = None
+    types: Tuple[str, ...] = ()
+    caption: Optional[str] = None
+
+
+def name_from_file(stem: str) -> Tuple[Optional[int], str]:
+    """``"0004_charmander"`` -> ``(4, "Charmander")``; ``"ho-oh"`` -> ``(None, "Ho-oh")``.
+
+    Example:
+        >>> name_from_file("025-pikachu"), name_from_file("mr._mime"), name_from_file("1234")
+        ((25, 'Pikachu'), (None, 'Mr. Mime'), (None, '1234'))
+    """
+    match = re.match(r"^(\d{1,5})[ _\-.]+(.+)$", stem)
+    dex, rest = (int(match.group(1)), match.group(2)) if match else (None, stem)
+    words = rest.replace("_", " ").split()
+    if rest == rest.lower():  # all lower case: capitalise words; otherwise keep the user's casing
+        words = [w[:1].upper() + w[1:] for w in words]
+    return dex, " ".join(words) or stem
+
+
+def _split_types(text: str) -> Tuple[str, ...]:
+    return tuple(t.strip() for t in re.split(r"[/;|]", text or "") if t.strip())
+
+
+def read_captions(path: os.PathLike | str) -> Dict[str, Dict[str, str]]:
+    """Rows of a ``captions.csv`` keyed by their ``file`` value (``/``-separated).
+
+    Raises:
+        DataError: unreadable file, no ``file`` column, or rows with a bad ``dex`` or no file
+            (every problem listed at once).
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.DictReader(fh)
+            header = [(h or "").strip().lower() for h in (reader.fieldnames or [])]
+            if "file" not in header:
+                raise DataError(f"{path}: got columns {header or 'none'}; required: a 'file' column "
+                                f"(allowed columns: {', '.join(CAPTION_COLUMNS)})")
+            rows = [{(k or "").strip().lower(): (v or "").strip() for k, v in row.items()
+                     if isinstance(v, str)} for row in reader]
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    problems: List[str] = []
+    by_file: Dict[str, Dict[str, str]] = {}
+    for line, row in enumerate(rows, start=2):
+        file = row.get("file", "").replace("\\", "/")
+        if not file:
+            problems.append(f"line {line}: empty 'file'")
+            continue
+        if row.get("dex") and not row["dex"].lstrip("#").isdigit():
+            problems.append(f"line {line}: dex {row['dex']!r} is not a whole number")
+        by_file[file] = row
+    if problems:
+        raise DataError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems))
+    return by_file
+
+
+def _image_files(folder: Path, exclude: Iterable[Path]) -> List[Path]:
+    excluded = [p.resolve() for p in exclude]
+    files = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if any(part.startswith(".") for part in relative.parts):
+            continue
+        if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
+            continue
+        resolved = path.resolve()
+        if any(resolved == e or e in resolved.parents for e in excluded):
+            continue  # e.g. the output folder lives inside the input folder
+        files.append(path)
+    return files
+
+
+def folder_records(folder: os.PathLike | str, *, exclude: Iterable[os.PathLike | str] = ()) -> List[FolderRecord]:
+    """Every image under ``folder`` (sorted by path), named from ``captions.csv`` or its file name.
+
+    Args:
+        folder: the folder to read.
+        exclude: folders to leave out (the output folder, when it is inside ``folder``).
+
+    Raises:
+        DataError: ``folder`` is not a folder, holds no image, or ``captions.csv`` is invalid.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"--path {str(folder)!r} is not a folder; allowed: a folder of images "
+                        f"({', '.join(sorted(IMAGE_SUFFIXES))})")
+    captions = read_captions(folder / CAPTIONS_FILE) if (folder / CAPTIONS_FILE).is_file() else {}
+    files = _image_files(folder, [Path(e) for e in exclude])
+    if not files:
+        raise DataError(f"no image in {folder}; allowed: files ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
+    names = {}
+    for path in files:
+        names.setdefault(path.name, []).append(path)
+    records, used = [], set()
+    for path in files:
+        relative = path.relative_to(folder).as_posix()
+        key = relative if relative in captions else path.name if (
+            path.name in captions and len(names[path.name]) == 1) else None
+        row = captions.get(key, {}) if key else {}
+        if key:
+            used.add(key)
+        dex, name = name_from_file(path.stem)
+        if row.get("dex"):
+            dex = int(row["dex"].lstrip("#"))
+        records.append(FolderRecord(
+            path=path, relative=relative, name=row.get("name") or name, dex=dex,
+            form=row.get("form") or None, types=_split_types(row.get("types", "")),
+            caption=row.get("caption") or None))
+    unused = sorted(set(captions) - used)
+    if unused:
+        log.warning("%s: %d row(s) name no image found in the folder: %s", CAPTIONS_FILE, len(unused),
+                    ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
+    return records

@@ -1,0 +1,147 @@
+"""The dataset's ``pokemon_metadata.json``: one entry per image, read, written and validated.
+
+The file is a JSON list (the seed's ``for item in metadata`` keeps working) of objects::
+
+    {"name": "Charmander", "dex": 4, "form": null, "types": ["Fire"],
+     "caption": "Charmander, a Fire-type Pokémon", "image_path": "pokemon_images/0004_charmander.png",
+     "source": "pokedex", "source_url": null, "embedding_path": "embeddings/0004_charmander.npy"}
+
+Paths are relative to the folder holding the metadata file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+from ..atomic import atomic_write_text
+from ..errors import DataError
+
+METADATA_FILE = "pokemon_metadata.json"
+IMAGES_DIR = "pokemon_images"
+EMBEDDINGS_DIR = "embeddings"
+
+
+def make_caption(name: str, types: Sequence[str], form: Optional[str] = None) -> str:
+    """The text that gets embedded, e.g. ``"Charmander, a Fire-type Pokémon"``.
+
+    Example:
+        >>> make_caption("Vulpix", ["Ice"], "Alolan Form")
+        'Vulpix (Alolan Form), an Ice-type Pokémon'
+        >>> make_caption("Bulbasaur", ["Grass", "Poison"])
+        'Bulbasaur, a Grass/Poison-type Pokémon'
+    """
+    who = f"{name} ({form})" if form else name
+    if not types:
+        return f"{who}, a Pokémon"
+    kind = "/".join(types)
+    article = "an" if kind[0].upper() in "AEIOU" else "a"
+    return f"{who}, {article} {kind}-type Pokémon"
+
+
+@dataclass
+class Entry:
+    """One image of the dataset and what is known about it."""
+
+    name: str
+    image_path: str
+    caption: str
+    source: str
+    dex: Optional[int] = None
+    form: Optional[str] = None
+    types: List[str] = field(default_factory=list)
+    source_url: Optional[str] = None
+    embedding_path: Optional[str] = None
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Dict[str, Any]) -> "Entry":
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELD_TYPES = {
+    "name": (str,), "image_path": (str,), "caption": (str,), "source": (str,),
+    "dex": (int, type(None)), "form": (str, type(None)), "types": (list,),
+    "source_url": (str, type(None)), "embedding_path": (str, type(None)),
+}
+_REQUIRED = ("name", "image_path", "caption", "source")
+
+
+def metadata_problems(items: Any, root: os.PathLike | str, check_files: bool = True) -> List[str]:
+    """Every problem in a parsed metadata list, as human-readable lines (empty list = valid)."""
+    root = Path(root)
+    if not isinstance(items, list):
+        return [f"top level: got {type(items).__name__}; allowed: a JSON list of objects"]
+    problems: List[str] = []
+    seen: Dict[str, int] = {}
+    for i, item in enumerate(items):
+        where = f"entry {i}"
+        if not isinstance(item, dict):
+            problems.append(f"{where}: got {type(item).__name__}; allowed: an object")
+            continue
+        where = f"entry {i} ({item.get('name', '?')!s})"
+        for key in _REQUIRED:
+            if key not in item:
+                problems.append(f"{where}: missing field {key!r}")
+        for key, value in item.items():
+            allowed = _FIELD_TYPES.get(key)
+            if allowed and (not isinstance(value, allowed) or isinstance(value, bool)):
+                names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
+                problems.append(f"{where}: field {key!r} got {type(value).__name__}; allowed: {names}")
+        if isinstance(item.get("types"), list) and not all(isinstance(t, str) for t in item["types"]):
+            problems.append(f"{where}: field 'types' must be a list of strings")
+        for key in ("image_path", "embedding_path"):
+            rel = item.get(key)
+            if not isinstance(rel, str):
+                continue
+            if Path(rel).is_absolute() or ".." in Path(rel).parts:
+                problems.append(f"{where}: {key} {rel!r} must be relative and inside the dataset folder")
+            elif check_files and not (root / rel).is_file():
+                problems.append(f"{where}: {key} {rel!r} does not exist")
+        path = item.get("image_path")
+        if isinstance(path, str):
+            if path in seen:
+                problems.append(f"{where}: image_path {path!r} duplicates entry {seen[path]}")
+            else:
+                seen[path] = i
+    return problems
+
+
+def read_metadata(path: os.PathLike | str, *, validate: bool = True, check_files: bool = True) -> List[Entry]:
+    """Load ``pokemon_metadata.json`` (or a folder holding it) into entries.
+
+    Raises:
+        DataError: the file is missing or not JSON, or (with ``validate``) lists every problem found.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / METADATA_FILE
+    try:
+        items = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"metadata file not found: {path} (run `pokemon-diffusion collect` first)") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"cannot read metadata {path}: {exc}") from None
+    if validate:
+        problems = metadata_problems(items, path.parent, check_files=check_files)
+        if problems:
+            shown = "; ".join(problems[:20])
+            more = f" (and {len(problems) - 20} more)" if len(problems) > 20 else ""
+            raise DataError(f"{path}: {len(problems)} problem(s): {shown}{more}")
+    return [Entry.from_dict(item) for item in items]
+
+
+def write_metadata(path: os.PathLike | str, entries: Sequence[Entry]) -> Path:
+    """Write entries atomically (temp file + rename); ``path`` may be the dataset folder."""
+    path = Path(path)
+    if path.is_dir() or path.suffix != ".json":
+        path = path / METADATA_FILE
+    atomic_write_text(path, json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False) + "\n")
+    return path

@@ -1,0 +1,85 @@
+"""The compiled reverse loop: one ``tf.function`` holding a ``tf.while_loop`` over a segment of steps.
+
+All arguments are tensors of fixed shape (the step tables are padded to T), so the loop traces
+once per model, sampler kind, guidance on/off, clipping and schedule, whatever the seed, guidance
+scale, eta, number of steps or segment bounds. Compiled loops are cached per model in a weak
+dictionary and reach the model through a weakref, so a cache entry never keeps a model alive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import weakref
+from typing import Any, Dict, Tuple
+
+import numpy as np
+import tensorflow as tf
+
+from .schedule import NoiseSchedule
+from .steps import apply_guidance, ddim_step, ddpm_step
+
+# model -> {(kind, guided, clip_x0, schedule key): tf.function}. Weak keys, and the compiled
+# functions reach the model only through a weakref, so a cached loop never keeps a model alive.
+_COMPILED: "weakref.WeakKeyDictionary[Any, Dict[tuple, Any]]" = weakref.WeakKeyDictionary()
+
+
+
+def _schedule_key(schedule: NoiseSchedule) -> Tuple[str, str]:
+    """Schedules with the same betas and prediction compile to the same loop."""
+    return schedule.prediction, hashlib.sha1(np.ascontiguousarray(schedule.betas).tobytes()).hexdigest()
+
+
+def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: str, guided: bool,
+                     clip_x0: bool):
+    """Build the ``tf.function`` that runs steps ``[start, stop)`` of one sampling run."""
+
+    def predict(x, t, cond, guidance):
+        model = model_ref()
+        if model is None:  # pragma: no cover - the cache entry dies with the model
+            raise RuntimeError("the model of this compiled sampler was garbage collected")
+        if guided:
+            # one forward pass over [cond; null]: twice the batch, half the kernel launches
+            out = model([tf.concat([x, x], 0), tf.concat([t, t], 0),
+                         tf.concat([cond, tf.zeros_like(cond)], 0)], training=False)
+            out_cond, out_null = tf.split(tf.cast(out, tf.float32), 2, axis=0)
+            return apply_guidance(out_cond, out_null, guidance)
+        return tf.cast(model([x, t, cond], training=False), tf.float32)
+
+    def segment(x, cond, step_t, step_prev, start, stop, guidance, eta, noise_key):
+        batch = tf.shape(x)[0]
+
+        def body(i, x):
+            # 1. this step's levels, one per batch element (the model takes a (B,) int32 vector)
+            t = tf.fill([batch], step_t[i])
+            t_prev = tf.fill([batch], step_prev[i])
+            # 2. network output, guided
+            out = predict(x, t, cond, guidance)
+            # 3. this step's noise: a key folded from the run's key and the step index
+            z = tf.random.stateless_normal(tf.shape(x), tf.random.experimental.stateless_fold_in(
+                noise_key, tf.cast(i, tf.int64)))
+            # 4. the reverse step
+            if kind == "ddpm":
+                step = ddpm_step(schedule, x, t, out, z, clip_x0=clip_x0)
+            else:
+                step = ddim_step(schedule, x, t, t_prev, out, z, eta, clip_x0=clip_x0)
+            # a Keras output has an unknown batch size; the loop needs the state's shape fixed
+            return i + 1, tf.ensure_shape(step.prev_sample, x.shape)
+
+        _, x = tf.while_loop(lambda i, _: i < stop, body, (start, x))
+        return x
+
+    return tf.function(segment)
+
+
+def _compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, clip_x0: bool):
+    """The cached compiled loop for this model and these static options."""
+    per_model = _COMPILED.setdefault(model, {})
+    key = (kind, guided, clip_x0, _schedule_key(schedule))
+    if key not in per_model:
+        per_model[key] = _make_segment_fn(weakref.ref(model), schedule, kind, guided, clip_x0)
+    return per_model[key]
+
+
+def tracing_count(model) -> int:
+    """How many times the sampling loops compiled for ``model`` have been traced (for tests)."""
+    return sum(fn.experimental_get_tracing_count() for fn in _COMPILED.get(model, {}).values())
