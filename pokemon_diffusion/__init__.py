@@ -34,6 +34,7 @@ _LAZY = {
     "make_schedule": ".diffusion.schedule", "q_sample": ".diffusion.schedule",
     "sample": ".diffusion.samplers", "sample_ddpm": ".diffusion.samplers",
     "sample_ddim": ".diffusion.samplers", "SampleResult": ".diffusion.samplers",
+    "iter_sample": ".diffusion.streaming", "StreamFrame": ".diffusion.streaming",
     # training, runs, generation
     "train": ".training.loop", "TrainResult": ".training.loop", "Trainer": ".training.trainer",
     "TrainingDivergedError": ".training.trainer", "evaluate": ".evaluation.evaluate",

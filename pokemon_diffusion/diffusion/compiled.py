@@ -2,7 +2,8 @@
 
 All arguments are tensors of fixed shape (the step tables are padded to T), so the loop traces
 once per model, sampler kind, guidance on/off, clipping and schedule, whatever the seed, guidance
-scale, eta, number of steps or segment bounds. Compiled loops are cached per model in a weak
+scale, eta, number of steps or segment bounds. A segment returns the state x after its last
+step and that step's estimate x̂_0 (what a live view shows). Compiled loops are cached per model in a weak
 dictionary and reach the model through a weakref, so a cache entry never keeps a model alive.
 """
 
@@ -31,7 +32,11 @@ def _schedule_key(schedule: NoiseSchedule) -> Tuple[str, str]:
 
 def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: str, guided: bool,
                      clip_x0: bool):
-    """Build the ``tf.function`` that runs steps ``[start, stop)`` of one sampling run."""
+    """Build the ``tf.function`` that runs steps ``[start, stop)`` of one sampling run.
+
+    The function returns ``(x, x0)``: the state after step ``stop − 1`` and that step's x̂_0
+    (zeros for an empty segment).
+    """
 
     def predict(x, t, cond, guidance):
         model = model_ref()
@@ -48,7 +53,7 @@ def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: st
     def segment(x, cond, step_t, step_prev, start, stop, guidance, eta, noise_key):
         batch = tf.shape(x)[0]
 
-        def body(i, x):
+        def body(i, x, _x0):
             # 1. this step's levels, one per batch element (the model takes a (B,) int32 vector)
             t = tf.fill([batch], step_t[i])
             t_prev = tf.fill([batch], step_prev[i])
@@ -63,10 +68,12 @@ def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: st
             else:
                 step = ddim_step(schedule, x, t, t_prev, out, z, eta, clip_x0=clip_x0)
             # a Keras output has an unknown batch size; the loop needs the state's shape fixed
-            return i + 1, tf.ensure_shape(step.prev_sample, x.shape)
+            return (i + 1, tf.ensure_shape(step.prev_sample, x.shape),
+                    tf.ensure_shape(step.pred_original_sample, x.shape))
 
-        _, x = tf.while_loop(lambda i, _: i < stop, body, (start, x))
-        return x
+        # x̂_0 rides along in the loop state: one extra tensor, no extra compute or trace
+        _, x, x0 = tf.while_loop(lambda i, *_: i < stop, body, (start, x, tf.zeros_like(x)))
+        return x, x0
 
     return tf.function(segment)
 

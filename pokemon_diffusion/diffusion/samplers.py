@@ -32,7 +32,7 @@ import math
 import secrets
 import time
 from dataclasses import dataclass
-from typing import List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -172,6 +172,111 @@ def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int
 
 
 # --------------------------------------------------------------------------------------------
+# One checked run, shared by sample() and streaming.iter_sample().
+# --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plan:
+    """A sampling run whose arguments are checked, ready for the compiled loop.
+
+    Attributes:
+        x_T: the starting noise of the seed, (B, H, W, C).
+        step_t: (S,) 0-based model levels, one per reverse step.
+        records: indices (0 .. S) of the states the result keeps.
+        run_segment: the cached compiled loop; ``args`` its tensors that do not change in a run.
+    """
+
+    sampler: str
+    shape: Tuple[int, int, int, int]
+    step_t: np.ndarray
+    records: np.ndarray
+    seed: int
+    eta: float
+    guidance_scale: float
+    x_T: tf.Tensor
+    run_segment: Any
+    args: Dict[str, Any]
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.step_t)
+
+    @property
+    def levels(self) -> np.ndarray:
+        """(S + 1,) the noise level of each state in the paper's notation: T for x_T ... 0 for x_0."""
+        return np.append(self.step_t + 1, 0)
+
+    def run(self, x: tf.Tensor, start: int, stop: int) -> Tuple[tf.Tensor, tf.Tensor]:
+        """Steps ``[start, stop)`` from state ``x``: (x after them, the last step's x̂_0)."""
+        return self.run_segment(x, start=tf.constant(start), stop=tf.constant(stop), **self.args)
+
+    def result(self, kept: List[np.ndarray], seconds: float) -> SampleResult:
+        """The SampleResult of the kept states (one per record point, the last one unclipped)."""
+        images = kept[-1] = np.clip(kept[-1], -1.0, 1.0)
+        log.debug("%s: %d steps, batch %d, w=%g, seed %d in %.2f s", self.sampler, self.num_steps,
+                  self.shape[0], self.guidance_scale, self.seed, seconds)
+        return SampleResult(images=images, intermediates=np.stack(kept), timesteps=self.levels[self.records],
+                            seed=self.seed, sampler=self.sampler, steps=self.num_steps,
+                            guidance_scale=self.guidance_scale, eta=self.eta, seconds=seconds)
+
+
+def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
+          steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
+          num_intermediates: int, clip_x0: bool) -> _Plan:
+    """Check every argument (see :func:`sample`) before any compute, then draw x_T.
+
+    Raises:
+        EncoderError, ConfigError: as in :func:`sample`.
+    """
+    # 1. validate everything before any compute
+    if sampler not in SAMPLER_KINDS:
+        raise ConfigError(f"sampler: got {sampler!r}; allowed: {' | '.join(SAMPLER_KINDS)}")
+    schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
+    shape = _check_shape(model, shape)
+    cond = _prepare_embeddings(model, text_emb, shape[0])
+    guidance_scale = float(guidance_scale)
+    if not math.isfinite(guidance_scale):
+        raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
+    if sampler == "ddpm":
+        if steps not in (None, schedule.timesteps):
+            raise ConfigError(f"steps: got {steps}; ddpm runs all T = {schedule.timesteps} steps of the "
+                              "schedule (use sampler='ddim' for fewer)")
+        if eta:
+            raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
+        step_t = np.arange(schedule.timesteps - 1, -1, -1, dtype=np.int32)
+        eta = 1.0  # reported: DDPM's variance is DDIM's eta = 1 one
+    else:
+        if not 0.0 <= float(eta) <= 1.0:
+            raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
+        step_t = ddim_timesteps(schedule.timesteps, min(50, schedule.timesteps) if steps is None else steps)
+    step_prev = np.append(step_t[1:], -1).astype(np.int32)
+    records = _record_points(len(step_t), num_intermediates)
+    seed = _resolve_seed(seed)
+
+    # 2. one compiled loop per (model, sampler, guided?, clip, schedule); w = 0 and w = 1 need
+    #    a single forward pass, with the null or the conditional embedding
+    guided = guidance_scale not in (0.0, 1.0)
+    if guidance_scale == 0.0:
+        cond = np.zeros_like(cond)
+    run_segment = _compiled_segment(model, schedule, sampler, guided, clip_x0)
+
+    # 3. the starting noise x_T and the key every step's noise is folded from
+    run_key = tf.constant([seed, 0], tf.int64)
+    x = tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(run_key, 0))
+    noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
+
+    # 4. the step tables are padded to T (the most steps a run can have) so that their shape, and
+    #    hence the compiled loop, is the same for any number of steps
+    pad = schedule.timesteps - len(step_t)
+    args = dict(cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
+                step_prev=tf.constant(np.pad(step_prev, (0, pad))),
+                guidance=tf.constant(guidance_scale, tf.float32), eta=tf.constant(float(eta), tf.float32),
+                noise_key=noise_key)
+    return _Plan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
+                 guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
+
+
+# --------------------------------------------------------------------------------------------
 # Public entry points.
 # --------------------------------------------------------------------------------------------
 
@@ -206,80 +311,30 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         EncoderError: the embedding size differs from the model's.
         ConfigError: any other argument outside what is allowed (also a ValueError).
     """
-    # 1. validate everything before any compute
-    if sampler not in SAMPLER_KINDS:
-        raise ConfigError(f"sampler: got {sampler!r}; allowed: {' | '.join(SAMPLER_KINDS)}")
-    schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
-    shape = _check_shape(model, shape)
-    cond = _prepare_embeddings(model, text_emb, shape[0])
-    guidance_scale = float(guidance_scale)
-    if not math.isfinite(guidance_scale):
-        raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
-    if sampler == "ddpm":
-        if steps not in (None, schedule.timesteps):
-            raise ConfigError(f"steps: got {steps}; ddpm runs all T = {schedule.timesteps} steps of the "
-                              "schedule (use sampler='ddim' for fewer)")
-        if eta:
-            raise ConfigError(f"eta: got {eta}; allowed: 0 for ddpm (eta applies to ddim only)")
-        step_t = np.arange(schedule.timesteps - 1, -1, -1, dtype=np.int32)
-        eta = 1.0  # reported: DDPM's variance is DDIM's eta = 1 one
-    else:
-        if not 0.0 <= float(eta) <= 1.0:
-            raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
-        step_t = ddim_timesteps(schedule.timesteps, min(50, schedule.timesteps) if steps is None else steps)
-    step_prev = np.append(step_t[1:], -1).astype(np.int32)
-    num_steps = len(step_t)
-    records = _record_points(num_steps, num_intermediates)
-    seed = _resolve_seed(seed)
-
-    # 2. one compiled loop per (model, sampler, guided?, clip, schedule); w = 0 and w = 1 need
-    #    a single forward pass, with the null or the conditional embedding
-    guided = guidance_scale not in (0.0, 1.0)
-    if guidance_scale == 0.0:
-        cond = np.zeros_like(cond)
-    run_segment = _compiled_segment(model, schedule, sampler, guided, clip_x0)
-
-    # 3. the starting noise x_T and the key every step's noise is folded from
-    run_key = tf.constant([seed, 0], tf.int64)
-    x = tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(run_key, 0))
-    noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
-
-    # 4. segments end at kept states, and every ~1 % of the steps when a bar is drawn
+    plan = _plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
+                 guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
+                 clip_x0=clip_x0)
+    num_steps = plan.num_steps
+    # segments end at kept states, and every ~1 % of the steps when a bar is drawn
     bar = progress_bar(total=num_steps, enabled=progress, desc=f"{sampler} sampling", unit="step")
-    stops = set(records.tolist())
+    keep = set(plan.records.tolist())
+    stops = set(keep)
     if not bar.disable:
         stops |= set(range(0, num_steps, max(1, num_steps // PROGRESS_UPDATES)))
-    stops = sorted(stops | {num_steps})
-    # the step tables are padded to T (the most steps a run can have) so that their shape, and
-    # hence the compiled loop, is the same for any number of steps
-    pad = schedule.timesteps - num_steps
-    args = dict(cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
-                step_prev=tf.constant(np.pad(step_prev, (0, pad))),
-                guidance=tf.constant(guidance_scale, tf.float32), eta=tf.constant(float(eta), tf.float32),
-                noise_key=noise_key)
-    keep = set(records.tolist())
+    x = plan.x_T
     kept: List[np.ndarray] = [x.numpy()]  # records[0] == 0: the starting noise
     started = time.perf_counter()
     with bar:
         start = 0
-        for stop in stops:
+        for stop in sorted(stops | {num_steps}):
             if stop == start:
                 continue
-            x = run_segment(x, start=tf.constant(start), stop=tf.constant(stop), **args)
+            x, _ = plan.run(x, start, stop)
             bar.update(stop - start)
             if stop in keep:
                 kept.append(x.numpy())
             start = stop
-    seconds = time.perf_counter() - started
-
-    # 5. label each kept state with its noise level in the paper's notation (x_T ... x_0)
-    levels = np.append(step_t + 1, 0)
-    images = kept[-1] = np.clip(kept[-1], -1.0, 1.0)
-    log.debug("%s: %d steps, batch %d, w=%g, seed %d in %.2f s", sampler, num_steps, shape[0],
-              guidance_scale, seed, seconds)
-    return SampleResult(images=images, intermediates=np.stack(kept), timesteps=levels[records],
-                        seed=seed, sampler=sampler, steps=num_steps, guidance_scale=guidance_scale,
-                        eta=float(eta), seconds=seconds)
+    return plan.result(kept, time.perf_counter() - started)
 
 
 def sample_ddpm(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), timesteps: Optional[int] = 1000, *,
