@@ -19,8 +19,8 @@ from .logging_utils import setup_logging, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo")
-TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo")
+COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app")
+TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo", "app")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 

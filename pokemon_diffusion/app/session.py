@@ -1,0 +1,207 @@
+"""What the web page runs, without the web page: check a request, stream its frames, write the files.
+
+:class:`AppSession` holds the loaded run and its text encoder (loaded once, at start) and turns
+one request into a stream of :class:`Update` s: x_t and x̂_0 every few steps, then the final grid
+with a PNG and a GIF on disk. The Gradio layer (:mod:`.ui`) only maps these to components, so
+everything here is testable without a browser or a server.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+
+from ..demo import DEMO_PROMPTS
+from ..errors import ConfigError
+from ..run_dir import LoadedRun
+
+log = logging.getLogger(__name__)
+
+SAMPLERS = ("ddim", "ddpm")
+MAX_IMAGES = 16
+MAX_GUIDANCE = 20.0
+MAX_SEED = 2**31 - 1
+MAX_PROMPT_CHARS = 300
+FRAMES_PER_RUN = 10  # live frames per request: one every ceil(steps / 10) steps
+DEFAULT_STEPS = 50
+LIVE_TILE = 192  # pixels: each live image is upscaled (nearest) to at least this
+# dataset captions (as make_caption writes them) and new descriptions
+EXAMPLE_PROMPTS = DEMO_PROMPTS
+
+
+@dataclass(frozen=True)
+class Request:
+    """One checked request from the page."""
+
+    prompt: str
+    num: int
+    sampler: str
+    steps: int
+    guidance: float
+    seed: Optional[int]
+
+
+@dataclass(frozen=True)
+class Update:
+    """One thing to show: live frames while sampling, then the result.
+
+    Attributes:
+        x_t, x0: uint8 (H, W, 3) pictures of the current state and of the model's x̂_0, the
+            images tiled in a grid and upscaled (nearest) to at least :data:`LIVE_TILE` pixels.
+        step, steps, t: reverse steps done, in all, and the noise level of ``x_t``.
+        seed: the seed of the run (drawn when the request had none).
+        seconds: since the request started.
+        grid_png, gif: the captioned grid and the denoising GIF, at the last update only.
+    """
+
+    x_t: np.ndarray
+    x0: np.ndarray
+    step: int
+    steps: int
+    t: int
+    seed: int
+    seconds: float
+    grid_png: Optional[Path] = None
+    gif: Optional[Path] = None
+
+    @property
+    def done(self) -> bool:
+        return self.grid_png is not None
+
+    def status(self) -> str:
+        """One line for the page's status box."""
+        where = f"step {self.step}/{self.steps} · t = {self.t}"
+        if self.done:
+            return (f"done: {self.steps} steps in {self.seconds:.1f} s · seed {self.seed} "
+                    f"(type it in Seed to get the same images again)")
+        return f"sampling… {where} · seed {self.seed} · {self.seconds:.1f} s"
+
+
+def _number(value, what: str, low: float, high: float, *, integer: bool) -> float:
+    """``value`` (a number, or text from a form) within ``[low, high]``; ConfigError names ``what``."""
+    allowed = f"an integer from {int(low)} to {int(high)}" if integer else f"a number from {low:g} to {high:g}"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{what}: got {value!r}; allowed: {allowed}") from None
+    if not math.isfinite(number) or not low <= number <= high or (integer and number != int(number)):
+        raise ConfigError(f"{what}: got {value!r}; allowed: {allowed}")
+    return int(number) if integer else number
+
+
+def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int) -> Request:
+    """Check the page's fields (the browser's limits are not trusted: the API takes anything).
+
+    Args:
+        prompt: non-empty text.
+        num: images, 1 to :data:`MAX_IMAGES`.
+        sampler: "ddim" or "ddpm" (any case).
+        steps: DDIM steps, 1 to the run's T; ignored for DDPM, which runs all T steps.
+        guidance: 0 to :data:`MAX_GUIDANCE`.
+        seed: blank or None for a random seed, else an integer 0 to 2**31−1 (text or number).
+        timesteps: the run's T.
+
+    Raises:
+        ConfigError: a field outside what is allowed; the message names the field.
+    """
+    text = prompt.strip() if isinstance(prompt, str) else ""
+    if not text:
+        raise ConfigError(f"Prompt: got {prompt!r}; allowed: a non-empty description, "
+                          f"e.g. {EXAMPLE_PROMPTS[0]!r}")
+    if len(text) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"Prompt: got {len(text)} characters; allowed: at most {MAX_PROMPT_CHARS}")
+    kind = str(sampler).strip().lower()
+    if kind not in SAMPLERS:
+        raise ConfigError(f"Sampler: got {sampler!r}; allowed: DDIM | DDPM")
+    steps = timesteps if kind == "ddpm" else _number(steps, "Steps", 1, timesteps, integer=True)
+    if seed is None or (isinstance(seed, str) and not seed.strip()):
+        seed_value = None
+    else:
+        seed_value = _number(seed.strip() if isinstance(seed, str) else seed, "Seed", 0, MAX_SEED, integer=True)
+    return Request(prompt=text, num=_number(num, "Images", 1, MAX_IMAGES, integer=True), sampler=kind,
+                   steps=steps, guidance=_number(guidance, "Guidance", 0.0, MAX_GUIDANCE, integer=False),
+                   seed=seed_value)
+
+
+def frame_picture(images: np.ndarray) -> np.ndarray:
+    """uint8 (H, W, 3) grid of float (B, h, w, C) images in [-1, 1], upscaled like the GIF's frames."""
+    from ..viz import denoising_frames
+
+    picture = denoising_frames(np.asarray(images)[None], max_samples=MAX_IMAGES, min_tile=LIVE_TILE)[0]
+    return np.repeat(picture[..., None], 3, axis=-1) if picture.ndim == 2 else picture
+
+
+class AppSession:
+    """A loaded run and its encoder, ready to serve requests one after another.
+
+    Args:
+        run: the loaded run (``load_run`` / ``load_pretrained``).
+        encoder: its text encoder (``text.registry.load_encoder_matching(run.encoder)``).
+        label: what the page says the model is.
+    """
+
+    def __init__(self, run: LoadedRun, encoder, label: str = "") -> None:
+        self.run, self.encoder = run, encoder
+        self.label = label or str(run.path)
+        self.timesteps = int(run.config.diffusion.timesteps)
+        self.default_steps = min(DEFAULT_STEPS, self.timesteps)
+        self._files = Path(tempfile.mkdtemp(prefix="pokemon-diffusion-app-"))
+        self._last: Optional[Path] = None
+
+    def close(self) -> None:
+        """Remove the files written for the page."""
+        shutil.rmtree(self._files, ignore_errors=True)
+
+    def parse(self, prompt, num, sampler, steps, guidance, seed) -> Request:
+        return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps)
+
+    def stream(self, request: Request) -> Iterator[Update]:
+        """Sample ``request``: an :class:`Update` every few steps, the last one with the files.
+
+        Raises:
+            EncoderError: the encoder returned something the model cannot take.
+        """
+        from ..diffusion.streaming import iter_sample
+        from ..generate import encode_prompts
+
+        started = time.perf_counter()
+        embedding = encode_prompts(self.run, [request.prompt], encoder=self.encoder)
+        model = self.run.config.model
+        shape = (request.num, model.image_size, model.image_size, model.channels)
+        every = max(1, math.ceil(request.steps / FRAMES_PER_RUN))
+        frames = iter_sample(self.run.model, embedding, shape, schedule=self.run.schedule,
+                             sampler=request.sampler, steps=request.steps if request.sampler == "ddim" else None,
+                             guidance_scale=request.guidance, seed=request.seed, every=every,
+                             num_intermediates=2 * FRAMES_PER_RUN)  # the GIF's frames
+        for frame in frames:
+            update = Update(x_t=frame_picture(frame.x), x0=frame_picture(frame.x0), step=frame.step,
+                            steps=frame.steps, t=frame.t, seed=frame.seed,
+                            seconds=time.perf_counter() - started)
+            if frame.done:
+                png, gif = self._write(frame.result, request)
+                update = replace(update, grid_png=png, gif=gif, seconds=time.perf_counter() - started)
+                log.info("%r: %d image(s), %s %d steps, w=%g, seed %d in %.1f s", request.prompt, request.num,
+                         request.sampler, frame.steps, request.guidance, frame.seed, update.seconds)
+            yield update
+
+    def _write(self, result, request: Request):
+        """The captioned grid and the GIF of this request, in a fresh folder (the previous one goes)."""
+        from ..generate import save_outputs
+
+        folder = Path(tempfile.mkdtemp(dir=self._files))
+        stem = f"pokemon_{request.sampler}{result.steps}_w{request.guidance:g}_seed{result.seed}"
+        png, gif = folder / f"{stem}.png", folder / f"{stem}.gif"
+        save_outputs(result, [request.prompt] * request.num, png, gif=gif)
+        # the page has been handed the previous request's files already (Gradio copies what it serves)
+        if self._last is not None:
+            shutil.rmtree(self._last, ignore_errors=True)
+        self._last = folder
+        return png, gif
