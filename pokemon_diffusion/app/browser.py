@@ -24,19 +24,21 @@ FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
 
 # Runs in the page: one entry per change of what the live view shows, timed with performance.now().
 RECORDER_JS = """
-window.__pd_log = [];
+window.__pd_observer?.disconnect();
 const read = () => ({
   x_t: document.querySelector('#x_t img')?.src || null,
   x0: document.querySelector('#x0 img')?.src || null,
   result: document.querySelector('#result img')?.src || null,
   status: document.querySelector('#status')?.innerText || '',
 });
+window.__pd_t0 = performance.now();
+window.__pd_log = [{...read(), at: window.__pd_t0}];
 let last = JSON.stringify(read());
-new MutationObserver(() => {
+window.__pd_observer = new MutationObserver(() => {
   const now = read(), key = JSON.stringify(now);
   if (key !== last) { last = key; window.__pd_log.push({...now, at: performance.now()}); }
-}).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
-window.__pd_t0 = performance.now();
+});
+window.__pd_observer.observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
 """
 
 
@@ -122,7 +124,7 @@ class Chromium:
         self.driver.find_element(By.CSS_SELECTOR, f"#{elem_id}").click()
 
     def recorded(self) -> List[Dict[str, Any]]:
-        """What the recorder saw since the click: each change, ``at`` in ms after the click."""
+        """What the recorder saw: the state at the click, then each change, ``at`` in ms after the click."""
         return self.driver.execute_script(
             "return (window.__pd_log || []).map(e => ({...e, at: e.at - window.__pd_t0}))")
 

@@ -73,6 +73,7 @@ def run(args) -> int:
     session = load_session(args.run, args.model, args.text_encoder)
     from ..app.ui import launch
 
+    log.info("sampler compiled in %.1f s", session.warm_up())
     log.info("serving %s on http://%s:%d (Ctrl+C to stop)", session.label, args.host, args.port)
     try:
         launch(session, args.host, args.port, block=True)
