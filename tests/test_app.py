@@ -93,6 +93,17 @@ def test_the_stream_shows_changing_frames_then_writes_the_grid_and_gif(tiny_sess
     assert not last.grid_png.exists() and again.grid_png.exists()  # only the latest request's files stay
 
 
+@pytest.mark.slow
+def test_warm_up_traces_the_default_request_so_the_first_click_does_not(tiny_session):
+    from pokemon_diffusion.diffusion.samplers import tracing_count
+
+    assert tiny_session.warm_up() > 0
+    traced = tracing_count(tiny_session.run.model)
+    request = tiny_session.parse("a ghost", 1, "ddim", 7, 4.5, "")
+    assert list(tiny_session.stream(request))[-1].done
+    assert tracing_count(tiny_session.run.model) == traced
+
+
 # ---- the page's API over HTTP -----------------------------------------------------------------
 
 @pytest.mark.slow

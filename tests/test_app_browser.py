@@ -5,6 +5,7 @@ them); the HTTP-level tests in test_app.py run regardless.
 """
 
 import urllib.request
+import warnings
 
 import pytest
 
@@ -12,6 +13,8 @@ from pokemon_diffusion.app.browser import Chromium, browser_missing
 from test_app import server, tiny_session  # noqa: F401  (fixtures)
 
 MISSING = browser_missing()
+if MISSING:  # shown in pytest's warnings summary, so the skip is seen without -rs
+    warnings.warn(f"the browser tests are skipped: {MISSING}", stacklevel=1)
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(MISSING is not None, reason=f"no browser: {MISSING}"),

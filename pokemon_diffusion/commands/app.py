@@ -9,6 +9,7 @@ Example::
 from __future__ import annotations
 
 import logging
+import signal
 
 from ..errors import ConfigError
 from ._args import int_range
@@ -69,8 +70,14 @@ def load_session(run_dir=None, model=None, text_encoder=None):
     return AppSession(loaded, encoder, label=label)
 
 
+def _stop(signum, frame):
+    raise KeyboardInterrupt  # Gradio closes its server on this; our finally removes the files
+
+
 def run(args) -> int:
     session = load_session(args.run, args.model, args.text_encoder)
+    # SIGTERM (a service manager, `kill`) stops the page as Ctrl+C does, files removed
+    signal.signal(signal.SIGTERM, _stop)
     from ..app.ui import launch
 
     log.info("sampler compiled in %.1f s", session.warm_up())
