@@ -196,6 +196,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
             stack.enter_context(folder_lock(run_dir, "train"))
         else:  # non-chief workers must save too (collectives), but somewhere private
             worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pokemon_diffusion_worker_")))
+            logger.info("not the chief: checkpoints go to %s (removed at the end)", worker_dir)
         return _train(Path(data_dir), Path(run_dir), config, resume, strategy, on_step, handle_signals, worker_dir)
 
 
