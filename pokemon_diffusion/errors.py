@@ -23,3 +23,7 @@ class EncoderError(PokemonDiffusionError):
 
 class CheckpointError(PokemonDiffusionError):
     """A run directory or checkpoint is missing, incomplete or does not match the request."""
+
+
+class FolderBusyError(PokemonDiffusionError):
+    """Another process is writing the same run or data folder (it holds the folder's ``.lock``)."""

@@ -22,7 +22,7 @@ from typing import Any, Dict, Optional, Union
 
 from .atomic import atomic_write_text
 from .errors import CheckpointError
-from .run_dir import CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, LoadedRun, load_run
+from .run_dir import CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, LoadedRun, keras_file_damage, load_run
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,14 @@ def export_pretrained(run_dir: PathLike, dest: PathLike, **facts: Any) -> Dict[s
     """Copy a run's sampling files to ``dest`` and write their manifest with ``facts``.
 
     ``facts`` are recorded as given (command, steps, wall time, machine, losses, ...).
+
+    Raises:
+        CheckpointError: the run's model file is damaged (its checksum would be recorded as good).
     """
     run_dir, dest = Path(run_dir), Path(dest)
+    damage = keras_file_damage(run_dir / EMA_MODEL_FILE)
+    if damage:
+        raise CheckpointError(f"{run_dir / EMA_MODEL_FILE} is damaged: {damage}; nothing exported")
     dest.mkdir(parents=True, exist_ok=True)
     for name in SHIPPED_FILES:
         shutil.copyfile(run_dir / name, dest / name)

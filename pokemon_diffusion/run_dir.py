@@ -13,14 +13,18 @@ Layout::
 from __future__ import annotations
 
 import json
+import logging
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple
 
 from .atomic import atomic_path, atomic_write_text
 from .config import RunConfig
-from .errors import CheckpointError, EncoderError
+from .errors import CheckpointError, EncoderError, PokemonDiffusionError
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 ENCODER_FILE = "encoder.json"
@@ -78,6 +82,38 @@ def read_encoder_info(path: os.PathLike | str) -> EncoderInfo:
         raise CheckpointError(f"cannot read encoder identity from {path}: {exc!r}") from None
 
 
+def _differences(old: Any, new: Any) -> Dict[str, Tuple[Any, Any]]:
+    a, b = old.to_dict(), new.to_dict()
+    return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
+
+
+def check_resume(run_dir: Path, config: RunConfig, encoder: EncoderInfo) -> None:
+    """On ``train --resume``: the model, diffusion and encoder must be the ones the checkpoints were made with.
+
+    Raises:
+        CheckpointError: the run's config differs in its model or diffusion part, or is unreadable.
+        EncoderError: the dataset's encoder is not the run's.
+    """
+    if (run_dir / ENCODER_FILE).is_file():
+        read_encoder_info(run_dir / ENCODER_FILE).check(encoder.name, encoder.dim, "the dataset's text encoder")
+    if not (run_dir / CONFIG_FILE).is_file():
+        return
+    try:
+        saved = RunConfig.load(run_dir / CONFIG_FILE)
+    except PokemonDiffusionError as exc:
+        raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
+    for part in ("model", "diffusion"):
+        diff = _differences(getattr(saved, part), getattr(config, part))
+        if diff:
+            shown = ", ".join(f"{part}.{k}: {a!r} in the run, {b!r} now" for k, (a, b) in diff.items())
+            raise CheckpointError(f"cannot resume {run_dir} with a different {part} config ({shown}); "
+                                  "drop those options or train into a new --out")
+    diff = _differences(saved.train, config.train)
+    if diff:
+        logger.info("resuming with changed training options: %s",
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
+
+
 def save_model_atomic(model: Any, path: os.PathLike | str) -> None:
     """``model.save`` to a temporary ``.keras`` file beside ``path``, then rename it over ``path``."""
     with atomic_path(path) as tmp:
@@ -107,6 +143,27 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> Lo
     encoder = read_encoder_info(run_dir / ENCODER_FILE)
     try:
         model = keras.saving.load_model(model_path, compile=False)
-    except Exception as exc:  # keras raises ValueError/OSError/zipfile errors for damaged files
-        raise CheckpointError(f"cannot load {model_path}: {exc}") from None
+    except Exception as exc:  # keras says "File not found" for a cut-short file: say what it is
+        damage = keras_file_damage(model_path)
+        if damage:
+            fix = (f"delete it and run `pokemon-diffusion train --resume --out {run_dir} --data DIR` to write it "
+                   "again from the newest checkpoint" if (run_dir / CHECKPOINT_DIR / "checkpoint").is_file()
+                   else "copy it again from where it came from")
+            raise CheckpointError(f"{model_path} is damaged: {damage}; {fix}") from None
+        raise CheckpointError(f"cannot load {model_path}: {str(exc).strip().splitlines()[0]}") from None
     return LoadedRun(run_dir, config, encoder, model)
+
+
+def keras_file_damage(path: os.PathLike | str) -> Optional[str]:
+    """Why ``path`` is not a whole ``.keras`` archive (cut short, or a member failing its CRC), or None.
+
+    A ``.keras`` file is a zip; a truncated one has lost its central directory, which is at the end.
+    """
+    try:
+        if not zipfile.is_zipfile(path):
+            return f"not a complete .keras (zip) archive ({os.path.getsize(path):,} bytes; cut short?)"
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        return f"unreadable archive ({exc})"
+    return f"its member {bad} fails its CRC check" if bad else None

@@ -116,6 +116,7 @@ def test_hostile_page_failures_are_counted_and_nothing_escapes(server, tmp_path)
     # every file is inside OUT, with a safe name, and no temporary file is left behind
     assert _files(tmp_path) == sorted([
         os.path.join("out", ".cache", os.listdir(out / ".cache")[0]),
+        os.path.join("out", ".lock"),  # the writers' lock (locks.py), empty once collect is done
         os.path.join("out", "pokemon_metadata.json"),
         *(os.path.join("out", "pokemon_images", n) for n in [
             "0001_etc_passwd.png", "0002_a_b_cd.png", "0003_flaky.png", "0015_twin.png", "0015_twin_2.png",

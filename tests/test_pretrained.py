@@ -8,8 +8,9 @@ import pytest
 from pokemon_diffusion.config import SampleConfig
 from pokemon_diffusion.errors import CheckpointError
 from pokemon_diffusion.generate import generate
-from pokemon_diffusion.pretrained import (MANIFEST_FILE, SHIPPED_FILES, load_pretrained, pretrained_dir,
-                                          read_manifest)
+from pokemon_diffusion.pretrained import (MANIFEST_FILE, SHIPPED_FILES, export_pretrained, load_pretrained,
+                                          pretrained_dir, read_manifest)
+from pokemon_diffusion.run_dir import keras_file_damage, load_run
 
 
 def test_manifest_records_how_it_was_trained_and_checksums_match():
@@ -53,3 +54,36 @@ def test_a_damaged_copy_is_a_clear_error(tmp_path, damage, message):
         (copy / MANIFEST_FILE).unlink()
     with pytest.raises(CheckpointError, match=message):
         load_pretrained(copy)
+
+
+@pytest.mark.parametrize("checkpoints", [False, True])
+def test_a_truncated_model_in_a_run_folder_says_damaged_not_missing(tmp_path, checkpoints):
+    run = tmp_path / "run"
+    shutil.copytree(pretrained_dir(), run)
+    model = run / "ema_model.keras"
+    with open(model, "r+b") as fh:
+        fh.truncate(model.stat().st_size // 2)  # a full disk or a kill mid-copy
+    if checkpoints:
+        (run / "checkpoints").mkdir()
+        (run / "checkpoints" / "checkpoint").write_text('model_checkpoint_path: "ckpt-5"\n')
+    with pytest.raises(CheckpointError) as info:
+        load_run(run)
+    message = str(info.value)
+    assert message.startswith(f"{model} is damaged: not a complete .keras (zip) archive")
+    assert "not found" not in message.lower() and "\n" not in message
+    assert ("train --resume" in message) == checkpoints
+    with pytest.raises(CheckpointError, match="is damaged.*nothing exported"):
+        export_pretrained(run, tmp_path / "export")
+    assert not (tmp_path / "export" / MANIFEST_FILE).exists()
+
+
+def test_a_model_member_failing_its_crc_is_damaged(tmp_path):
+    import zipfile
+
+    path = tmp_path / "m.keras"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("model.weights.h5", b"x" * 1000)
+    data = bytearray(path.read_bytes())
+    data[100] ^= 0xFF  # inside the stored member: the central directory is intact
+    path.write_bytes(bytes(data))
+    assert keras_file_damage(path) == "its member model.weights.h5 fails its CRC check"

@@ -122,7 +122,7 @@ def test_an_encoder_with_another_identity_is_refused(run_dir, monkeypatch, tmp_p
 @pytest.mark.parametrize("extra, message", [
     (["--sampler", "ddpm", "--steps", "5"], "ddpm runs all T = 20 steps"),
     (["--sampler", "ddpm", "--eta", "0.5"], "eta applies to --sampler ddim only"),
-    (["--steps", "21"], "allowed: 1 to the run's T = 20"),
+    (["--steps", "21"], "DDIM steps: got 21; allowed: 1 to the schedule's T = 20"),
 ])
 def test_flags_that_do_not_fit_the_run_are_refused(run_dir, encoder, tmp_path, capsys, extra, message):
     code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png"), *extra])

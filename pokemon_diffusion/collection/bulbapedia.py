@@ -31,6 +31,7 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 from bs4 import BeautifulSoup, Tag
 
 from ..errors import ScrapeError
+from .http import is_http_url
 
 log = logging.getLogger(__name__)
 
@@ -152,10 +153,7 @@ def resolve_url(src: str, base_url: str) -> Optional[str]:
     if not src:
         return None
     url = urljoin(base_url, src)
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        return None
-    return urlunsplit(parts._replace(fragment=""))
+    return urlunsplit(urlsplit(url)._replace(fragment="")) if is_http_url(url) else None
 
 
 def largest_srcset_entry(srcset: str) -> Optional[str]:

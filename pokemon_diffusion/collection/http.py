@@ -75,15 +75,21 @@ class Page:
     encoding: Optional[str] = None
 
 
+def is_http_url(url: str) -> bool:
+    """Whether ``url`` is an absolute http(s) URL with a host (not ``file:``, ``data:``, ``javascript:``...)."""
+    parts = urlsplit(url)
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 def check_http_url(url: str) -> str:
     """Return ``url`` when it is an absolute http(s) URL with a host.
 
     Raises:
         FetchError: any other scheme (``file:``, ``data:``, ``javascript:``, ``ftp:``...) or no host.
     """
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
-        raise FetchError(url, f"not an http(s) URL (scheme {parts.scheme or 'none'!r}); allowed: http://, https://")
+    if not is_http_url(url):
+        scheme = urlsplit(url).scheme or "none"
+        raise FetchError(url, f"not an http(s) URL (scheme {scheme!r}); allowed: http://, https://")
     return url
 
 

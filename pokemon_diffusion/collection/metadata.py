@@ -24,6 +24,7 @@ from ..errors import DataError
 METADATA_FILE = "pokemon_metadata.json"
 IMAGES_DIR = "pokemon_images"
 EMBEDDINGS_DIR = "embeddings"
+EMBEDDINGS_INFO_FILE = "embeddings.json"  # the encoder identity + caption hashes (text/embeddings.py)
 
 
 def make_caption(name: str, types: Sequence[str], form: Optional[str] = None) -> str:

@@ -33,6 +33,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from ..config import DataConfig
 from ..atomic import atomic_write_bytes
 from ..errors import DataError, ScrapeError
+from ..locks import folder_lock
 from ..logging_utils import progress
 from .http import BlockedError, FetchError, HttpClient
 from .images import (ImageRejected, NameAllocator, inside, is_valid_png, prepare_image,
@@ -283,15 +284,15 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
 
 
 def gather_candidates(config: DataConfig, out_dir: Path, client: Optional[HttpClient] = None) -> List[Candidate]:
-    """The configured source's candidates, cut to ``config.limit``."""
+    """The configured source's candidates, cut to ``config.limit``.
+
+    ``client`` is needed for Bulbapedia, and must stay open while the candidates are read
+    (:func:`collect` owns it).
+    """
     if config.source == "bulbapedia":
-        own = client is None
-        client = client or HttpClient(timeout=config.timeout, delay=config.delay, retries=config.retries)
-        try:
-            candidates = bulbapedia_candidates(config, client, out_dir)
-        finally:
-            if own:
-                client.close()
+        if client is None:
+            raise ValueError("gather_candidates: source 'bulbapedia' needs an open HttpClient")
+        candidates = bulbapedia_candidates(config, client, out_dir)
     elif config.source == "pokedex":
         candidates = pokedex_candidates(config)
     else:
@@ -315,21 +316,23 @@ def collect(config: DataConfig, *, client: Optional[HttpClient] = None) -> Colle
         ScrapeError: the Bulbapedia page cannot be fetched or parsed; :class:`CollectStopped` when
             fetching stopped early (the metadata of what is present is written first).
         DataError: the Pokédex package or the folder cannot be read.
+        FolderBusyError: another process is writing ``config.out_dir`` (collect or embed).
     """
     out_dir = Path(config.out_dir)
     own = client is None and config.source == "bulbapedia"
     if own:
         client = HttpClient(timeout=config.timeout, delay=config.delay, retries=config.retries)
     try:
-        candidates = gather_candidates(config, out_dir, client)
-        stop_after = MAX_CONSECUTIVE_FAILURES if config.source == "bulbapedia" else None
-        entries, summary = materialise(candidates, out_dir, source=config.source, force=config.force,
-                                       stop_after=stop_after)
+        with folder_lock(out_dir, "collect"):
+            candidates = gather_candidates(config, out_dir, client)
+            stop_after = MAX_CONSECUTIVE_FAILURES if config.source == "bulbapedia" else None
+            entries, summary = materialise(candidates, out_dir, source=config.source, force=config.force,
+                                           stop_after=stop_after)
+            if entries:
+                summary.metadata_path = str(write_metadata(out_dir, entries))
     finally:
         if own and client is not None:
             client.close()
-    if entries:
-        summary.metadata_path = str(write_metadata(out_dir, entries))
     log.info("%s", summary.line())
     if summary.stopped:
         raise CollectStopped(f"collect stopped early: {summary.stopped}. {summary.line()}. Rerun later to "

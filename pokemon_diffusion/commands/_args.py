@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 
 def _number(kind: Callable[[str], float], low: float, high: float, what: str):
@@ -33,6 +33,11 @@ def float_range(low: float, high: float):
 
 positive_int = int_range(1, 10**9)
 non_negative_float = float_range(0.0, 1e9)
+
+
+def add_seed_argument(parser: argparse.ArgumentParser, *, default: Optional[int], help: str) -> None:
+    """``--seed S``: an integer from 0 to 2**31 - 1 (what every seeded command accepts)."""
+    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=default, metavar="S", help=help)
 
 
 def choice_help(choices: Sequence[str]) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ._args import float_range, int_range
+from ._args import add_seed_argument, float_range, int_range
 
 log = logging.getLogger(__name__)
 
@@ -27,8 +27,7 @@ def add_parser(subparsers):
                         help="auto | clip | minilm | hub id | path (default: %(default)s)")
     parser.add_argument("--limit", type=int_range(1, 100_000), default=None, metavar="N",
                         help="use only the first N Pokémon (default: all)")
-    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, metavar="S",
-                        help="sampling seed (default: %(default)s)")
+    add_seed_argument(parser, default=0, help="sampling seed (default: %(default)s)")
     parser.add_argument("--no-pretrained", action="store_true",
                         help="do not sample the shipped reference model")
     parser.set_defaults(func=run)

@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from ._args import add_sampler_arguments, int_range, suffix_path
+from ._args import add_sampler_arguments, add_seed_argument, int_range, suffix_path
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +41,8 @@ def add_parser(subparsers):
                         help="dataset folder (pokemon_metadata.json, images, embeddings) the run was trained on")
     parser.add_argument("--num", type=int_range(2, MAX_SAMPLES), default=64, metavar="N",
                         help="images to generate, one per randomly chosen caption (default: %(default)s)")
-    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=0, metavar="S",
-                        help="seeds the caption choice, the sampling noise and KID's subsets (default: %(default)s)")
+    add_seed_argument(parser, default=0,
+                      help="seeds the caption choice, the sampling noise and KID's subsets (default: %(default)s)")
     add_sampler_arguments(parser, steps_help="DDIM steps, at most the run's T (default: {default}, or T if "
                                              "smaller; ddpm runs all T)")
     parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",

@@ -14,7 +14,7 @@ import logging
 
 from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import add_sampler_arguments, float_range, int_range, suffix_path
+from ._args import add_sampler_arguments, add_seed_argument, float_range, int_range, suffix_path
 
 log = logging.getLogger(__name__)
 
@@ -45,8 +45,8 @@ def add_parser(subparsers):
                                              "runs all T steps")
     parser.add_argument("--eta", type=float_range(0.0, 1.0), default=None, metavar="X",
                         help="DDIM eta: 0 deterministic ... 1 stochastic (default: 0)")
-    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=None, metavar="S",
-                        help="random seed; the same seed gives the same images (default: random, logged)")
+    add_seed_argument(parser, default=None,
+                      help="random seed; the same seed gives the same images (default: random, logged)")
     parser.add_argument("--intermediates", type=int_range(2, 1000), default=defaults.num_intermediates,
                         metavar="K", help="denoising steps kept for --steps-figure/--gif (default: %(default)s)")
     parser.add_argument("--no-clip", action="store_true",
@@ -65,7 +65,14 @@ def add_parser(subparsers):
 
 
 def _sample_config(args, timesteps: int) -> SampleConfig:
-    """Check the flags against each other and the run's T; ConfigError names the flag."""
+    """Check the flags against each other and the run's T; ConfigError names the flag.
+
+    The DDIM range (1 to T) is the sampler's own check (``ddim_timesteps``), made here before
+    any encoder loads; ``generate`` would otherwise clip a too-large --steps with a warning.
+    ddpm's rules are about flags (``generate`` passes no steps or eta to the ddpm sampler).
+    """
+    from ..diffusion.steps import ddim_timesteps
+
     if args.sampler == "ddpm":
         if args.steps is not None and args.steps != timesteps:
             raise ConfigError(f"--steps {args.steps}: ddpm runs all T = {timesteps} steps of the run's "
@@ -75,8 +82,7 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
         steps = timesteps
     else:
         steps = min(SampleConfig().steps, timesteps) if args.steps is None else args.steps
-        if steps > timesteps:
-            raise ConfigError(f"--steps {steps}: allowed: 1 to the run's T = {timesteps}")
+        ddim_timesteps(timesteps, steps)  # ConfigError "DDIM steps: got N; allowed: 1 to the schedule's T"
     return SampleConfig(sampler=args.sampler, steps=steps, guidance_scale=args.guidance,
                         eta=0.0 if args.eta is None else args.eta, num_intermediates=args.intermediates,
                         clip_x0=not args.no_clip, seed=args.seed)

@@ -15,7 +15,7 @@ from typing import Any, Dict
 from ..config import NORMS, STRATEGIES, RunConfig
 from ..cli import EXIT_INTERRUPTED
 from ..errors import ConfigError
-from ._args import choice_help, float_range, int_range, positive_int
+from ._args import add_seed_argument, choice_help, float_range, int_range, positive_int
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def add_parser(subparsers):
     parser.add_argument("--image-size", type=int_range(16, 128), metavar="N", help="image side in pixels (default 32)")
     parser.add_argument("--batch-size", type=int_range(1, 4096), metavar="N", help="global batch size (default 32)")
     parser.add_argument("--lr", type=float_range(1e-8, 1.0), metavar="X", help="peak learning rate (default 5e-4)")
-    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), metavar="S", help="seed of init, data order, noise")
+    add_seed_argument(parser, default=None, help="seed of init, data order, noise")
     parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
                         help="mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU")
     parser.add_argument("--strategy", choices=STRATEGIES, metavar="S",

@@ -31,11 +31,10 @@ import numpy as np
 
 from ..errors import DataError
 from ..logging_utils import progress
-from ..collection.metadata import METADATA_FILE, Entry, read_metadata
+from ..collection.metadata import EMBEDDINGS_INFO_FILE, METADATA_FILE, Entry, read_metadata
 
 logger = logging.getLogger(__name__)
 
-EMBEDDINGS_INFO_FILE = "embeddings.json"
 MAX_LISTED = 10  # skipped files named in the warning; the rest are counted
 
 

@@ -33,15 +33,15 @@ from typing import Any, Dict, List, Optional, Union
 import numpy as np
 
 from ..atomic import atomic_path, atomic_write_text
-from ..collection.metadata import EMBEDDINGS_DIR, METADATA_FILE, Entry, read_metadata, write_metadata
+from ..collection.metadata import (EMBEDDINGS_DIR, EMBEDDINGS_INFO_FILE, METADATA_FILE, Entry,
+                                   read_metadata, write_metadata)
 from ..errors import DataError, EncoderError
+from ..locks import folder_lock
 from ..run_dir import EncoderInfo
 from .registry import (SPEC_HELP, EncoderSpec, TextEncoder, get_text_embedding,  # noqa: F401  (re-exported)
                        load_encoder_matching, load_text_encoder, null_text_embedding, parse_spec)
 
 log = logging.getLogger(__name__)
-
-EMBEDDINGS_INFO_FILE = "embeddings.json"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -106,11 +106,17 @@ def embed_dataset(data_dir: Union[str, os.PathLike], encoder: Union[TextEncoder,
         DataError: missing or invalid metadata, or two images with the same file stem.
         EncoderError: the dataset was embedded with another encoder (and not ``force``), or
             the encoder cannot be loaded or returns vectors of the wrong shape or non-finite values.
+        FolderBusyError: another process is writing ``data_dir`` (collect or embed).
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size: got {batch_size!r}; allowed: an integer >= 1")
+    with folder_lock(data_dir, "embed", create=False):
+        return _embed(Path(data_dir), encoder, batch_size, force, device)
+
+
+def _embed(root: Path, encoder: Union[TextEncoder, str], batch_size: int, force: bool,
+           device: Optional[str]) -> EmbedSummary:
     start = time.perf_counter()
-    root = Path(data_dir)
     entries = read_metadata(root, check_files=False)  # embeddings may be missing; that is our job
     if not entries:
         raise DataError(f"{root / METADATA_FILE} lists no entries; nothing to embed")
@@ -120,6 +126,7 @@ def embed_dataset(data_dir: Union[str, os.PathLike], encoder: Union[TextEncoder,
 
     model = None if isinstance(encoder, str) else encoder
     wanted = model.name if model is not None else parse_spec(encoder).identity
+    todo: Optional[List[int]] = None
     if previous and wanted is not None and not force:
         _check_same_encoder(root, previous, wanted)
         todo = _stale_indices(root, entries, targets, previous)
@@ -132,7 +139,10 @@ def embed_dataset(data_dir: Union[str, os.PathLike], encoder: Union[TextEncoder,
     if previous and not force:
         _check_same_encoder(root, previous, model.name)
     keep = previous is not None and not force and previous["dim"] == model.dim
-    todo = _stale_indices(root, entries, targets, previous) if keep else list(range(len(entries)))
+    if not keep:
+        todo = list(range(len(entries)))
+    elif todo is None:  # not known before loading (the spec did not name the encoder)
+        todo = _stale_indices(root, entries, targets, previous)
     if not keep and (root / EMBEDDINGS_INFO_FILE).exists():
         # While files of two encoders coexist, the dataset must not claim to be embedded.
         (root / EMBEDDINGS_INFO_FILE).unlink()

@@ -262,6 +262,7 @@ class ClipTextEncoder(HFTextEncoder):
         source: a hub id (default ``openai/clip-vit-base-patch32``) or a local folder.
         device: "cpu", "cuda", "cuda:N" or None (GPU when available).
         allow_download: reach the hub when the files are not cached (never when HF_HUB_OFFLINE=1).
+        config: ``source``'s transformers config when the caller has read it already (not read twice).
 
     Raises:
         EncoderLoadError: files missing, not a CLIP model, or a tokenizer that does not match.
@@ -273,7 +274,7 @@ class ClipTextEncoder(HFTextEncoder):
     """
 
     def __init__(self, source: str = DEFAULT_CLIP_ID, *, device: Optional[str] = None,
-                 allow_download: bool = True):
+                 allow_download: bool = True, config: Any = None):
         from transformers import AutoConfig, AutoTokenizer, CLIPTextModelWithProjection
 
         source = _normalise_source(source)
@@ -281,8 +282,9 @@ class ClipTextEncoder(HFTextEncoder):
         self.name = f"clip:{source}"
         self.device = resolve_device(device)
         with _quiet_transformers():
-            config = _load_files(what, source, lambda local: AutoConfig.from_pretrained(
-                source, local_files_only=local), allow_download=allow_download)
+            if config is None:
+                config = _load_files(what, source, lambda local: AutoConfig.from_pretrained(
+                    source, local_files_only=local), allow_download=allow_download)
             if config.model_type == "clip":
                 # transformers 5 does not carry projection_dim into text_config by itself.
                 text_config = config.text_config
@@ -402,5 +404,5 @@ def load_hub_model(source: str, *, device: Optional[str] = None, allow_download:
         config = _load_files(f"text encoder {source!r}", source, lambda local: AutoConfig.from_pretrained(
             source, local_files_only=local), allow_download=allow_download)
     if config.model_type in CLIP_MODEL_TYPES:
-        return ClipTextEncoder(source, device=device, allow_download=allow_download)
+        return ClipTextEncoder(source, device=device, allow_download=allow_download, config=config)
     return SentenceTextEncoder(source, device=device, allow_download=allow_download)

@@ -41,6 +41,8 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     """
     if name not in STRATEGIES:
         raise ConfigError(f"strategy: got {name!r}; allowed: {' | '.join(STRATEGIES)}")
+    if name == "multiworker":
+        return _multiworker()
     gpus = [d.name for d in tf.config.list_logical_devices("GPU")]
     if name == "auto" and len(gpus) <= 1:
         return tf.distribute.get_strategy()  # the default strategy: no distribution overhead
@@ -48,15 +50,36 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
         devices = tuple(gpus or [d.name for d in tf.config.list_logical_devices("CPU")])
         key = ("mirrored",) + devices
         factory = lambda: tf.distribute.MirroredStrategy(list(devices))  # noqa: E731
-    elif name == "one":
+    else:
         key = ("one", gpus[0] if gpus else "/cpu:0")
         factory = lambda: tf.distribute.OneDeviceStrategy(key[1])  # noqa: E731
-    else:
-        key = ("multiworker",)
-        factory = tf.distribute.MultiWorkerMirroredStrategy
     if key not in _CREATED:
         _CREATED[key] = factory()
         logger.info("strategy %s: %s with %d replica(s)", name, type(_CREATED[key]).__name__,
+                    _CREATED[key].num_replicas_in_sync)
+    return _CREATED[key]
+
+
+def _multiworker() -> tf.distribute.Strategy:
+    """MultiWorkerMirroredStrategy from TF_CONFIG, created before anything else touches TensorFlow.
+
+    It configures the collective ops of the eager context, which TensorFlow allows only before the
+    context is initialised (listing devices, creating a tensor or a model all initialise it):
+    afterwards it raises ``RuntimeError: Collective ops must be configured at program startup``.
+    """
+    key = ("multiworker",)
+    if key not in _CREATED:
+        try:
+            _CREATED[key] = tf.distribute.MultiWorkerMirroredStrategy()
+        except RuntimeError as exc:
+            if "program startup" not in str(exc):
+                raise
+            raise ConfigError("strategy: multiworker must be created before TensorFlow starts in this process "
+                              "(call make_strategy('multiworker') first, before any model or tensor)") from None
+        resolver = _CREATED[key].cluster_resolver
+        logger.info("strategy multiworker: %s task %s of %s, %d replica(s) in all",
+                    getattr(resolver, "task_type", None), getattr(resolver, "task_id", None),
+                    resolver.cluster_spec().as_dict() if resolver and resolver.cluster_spec() else "no cluster",
                     _CREATED[key].num_replicas_in_sync)
     return _CREATED[key]
 

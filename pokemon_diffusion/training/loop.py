@@ -12,11 +12,12 @@ import contextlib
 import logging
 import math
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, Optional
 
 import keras
 import numpy as np
@@ -24,12 +25,13 @@ import tensorflow as tf
 
 from ..config import RunConfig
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
-from ..errors import CheckpointError, DataError, PokemonDiffusionError
+from ..errors import CheckpointError, DataError
+from ..locks import folder_lock
 from ..logging_utils import progress
-from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, TENSORBOARD_DIR,
-                       EncoderInfo, read_encoder_info, write_encoder_info)
+from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, METRICS_FILE, TENSORBOARD_DIR,
+                       EncoderInfo, check_resume, write_encoder_info)
 from .checkpoint import TrainingCheckpoint, latest_checkpoint_step
-from .distribute import is_chief
+from .distribute import is_chief, make_strategy
 from .metrics import MetricsWriter
 from .trainer import EVAL_MAX_IMAGES, Trainer, TrainingDivergedError, total_steps_for
 
@@ -82,33 +84,6 @@ def _fit_text_dim(config: RunConfig, dim: int) -> RunConfig:
         return config
     logger.info("model.text_dim set to %d to match the dataset's embeddings (was %d)", dim, config.model.text_dim)
     return config.replace(model=config.model.replace(text_dim=dim))
-
-
-def _differences(old: Any, new: Any) -> Dict[str, Tuple[Any, Any]]:
-    a, b = old.to_dict(), new.to_dict()
-    return {k: (a[k], b[k]) for k in a if a[k] != b.get(k)}
-
-
-def _check_resume(run_dir: Path, config: RunConfig, encoder: EncoderInfo) -> None:
-    """On --resume: the model, diffusion and encoder must be the ones the checkpoints were made with."""
-    if (run_dir / ENCODER_FILE).is_file():
-        read_encoder_info(run_dir / ENCODER_FILE).check(encoder.name, encoder.dim, "the dataset's text encoder")
-    if not (run_dir / CONFIG_FILE).is_file():
-        return
-    try:
-        saved = RunConfig.load(run_dir / CONFIG_FILE)
-    except PokemonDiffusionError as exc:
-        raise CheckpointError(f"cannot resume {run_dir}: {exc}") from None
-    for part in ("model", "diffusion"):
-        diff = _differences(getattr(saved, part), getattr(config, part))
-        if diff:
-            shown = ", ".join(f"{part}.{k}: {a!r} in the run, {b!r} now" for k, (a, b) in diff.items())
-            raise CheckpointError(f"cannot resume {run_dir} with a different {part} config ({shown}); "
-                                  "drop those options or train into a new --out")
-    diff = _differences(saved.train, config.train)
-    if diff:
-        logger.info("resuming with changed training options: %s",
-                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in diff.items()))
 
 
 @contextlib.contextmanager
@@ -211,8 +186,23 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
             checkpoint does not match.
         EncoderError: the dataset was embedded with another encoder than the run.
         TrainingDivergedError: the loss became non-finite (the last good checkpoint is kept).
+        FolderBusyError: another process is training into ``run_dir``.
     """
-    data_dir, run_dir = Path(data_dir), Path(run_dir)
+    # first: MultiWorkerMirroredStrategy can only be created before TensorFlow starts
+    strategy = strategy if strategy is not None else make_strategy(config.train.strategy)
+    with contextlib.ExitStack() as stack:
+        worker_dir = None
+        if is_chief(strategy):
+            stack.enter_context(folder_lock(run_dir, "train"))
+        else:  # non-chief workers must save too (collectives), but somewhere private
+            worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pokemon_diffusion_worker_")))
+            logger.info("not the chief: checkpoints go to %s (removed at the end)", worker_dir)
+        return _train(Path(data_dir), Path(run_dir), config, resume, strategy, on_step, handle_signals, worker_dir)
+
+
+def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strategy: tf.distribute.Strategy,
+           on_step: Optional[Callable[[int, float], Optional[bool]]], handle_signals: bool,
+           worker_dir: Optional[Path]) -> TrainResult:
     if not data_dir.is_dir():
         raise DataError(f"dataset folder not found: {data_dir} (make one with `pokemon-diffusion collect`)")
     encoder = _encoder_of(data_dir)
@@ -221,7 +211,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
     checkpoint_dir = run_dir / CHECKPOINT_DIR
     found = latest_checkpoint_step(checkpoint_dir)
     if resume:
-        _check_resume(run_dir, config, encoder)
+        check_resume(run_dir, config, encoder)
         if found is None:
             logger.warning("--resume: %s has no checkpoint yet; starting from step 0", checkpoint_dir)
     elif found is not None:
@@ -241,16 +231,12 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(tc.seed)
     trainer = Trainer(config, total_steps, strategy=strategy)
-    chief = is_chief(trainer.strategy)
-    if not chief:  # non-chief workers must save too (collectives), but somewhere private
-        import tempfile
-
-        checkpoint_dir = Path(tempfile.mkdtemp(prefix="pokemon_diffusion_worker_"))
-    checkpoint = TrainingCheckpoint(checkpoint_dir, model=trainer.model, ema_model=trainer.ema_model,
+    chief = worker_dir is None
+    checkpoint = TrainingCheckpoint(worker_dir or checkpoint_dir, model=trainer.model, ema_model=trainer.ema_model,
                                     optimizer=trainer.optimizer, step=trainer.step, generator=trainer.generator,
                                     elapsed=trainer.elapsed, examples_seen=trainer.examples_seen,
                                     max_to_keep=tc.max_checkpoints)
-    start_step = (checkpoint.restore_latest() if resume else None) or 0
+    start_step = (checkpoint.restore_latest(checkpoint_dir) if resume else None) or 0  # every worker reads the chief's
     if start_step and not checkpoint.restored_examples_seen:
         # older checkpoints: the stream advanced one batch per step with this batch size
         trainer.examples_seen.assign(start_step * tc.batch_size)

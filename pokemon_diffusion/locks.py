@@ -1,0 +1,108 @@
+"""One writer per folder: ``train`` locks its run folder, ``collect`` and ``embed`` their data folder.
+
+The lock is ``fcntl.flock`` on ``FOLDER/.lock``, a file that holds the holder's pid (for the
+message a second writer gets). The kernel drops a flock when its process ends in any way, ``kill
+-9`` included, so a lock of a dead process never blocks: the file it leaves behind is just taken
+over. The file is never deleted: removing it would let a third process lock a fresh file while a
+second one still holds the old one. Readers (``sample``, ``evaluate``, ``train`` reading its data
+folder) take no lock.
+
+Where ``fcntl`` does not exist (Windows) or the lock file cannot be created (a read-only folder:
+nothing can be written there anyway), the lock is skipped.
+
+Example:
+    >>> with folder_lock("runs/demo", "train"):   # doctest: +SKIP
+    ...     ...                                    # a second writer gets FolderBusyError
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+from pathlib import Path
+from typing import Iterator, Optional, Union
+
+from .errors import FolderBusyError
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover  (Windows)
+    fcntl = None  # type: ignore[assignment]
+
+logger = logging.getLogger(__name__)
+
+LOCK_FILE = ".lock"
+
+
+def lock_holder(folder: Union[str, os.PathLike]) -> Optional[str]:
+    """What the lock file of ``folder`` says about its last holder ("PID WHAT"), or None.
+
+    The file outlives its holder: this says who locked last, not whether the lock is held.
+    """
+    try:
+        return (Path(folder) / LOCK_FILE).read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = True) -> Iterator[Optional[Path]]:
+    """Hold the write lock of ``folder`` (created if missing) for the ``with`` block.
+
+    Args:
+        folder: the run or data folder.
+        what: who is writing, for the message a second writer gets ("train", "collect", "embed").
+        create: create ``folder`` when it is missing (else a missing folder gets no lock, and the
+            caller reports it).
+
+    Yields:
+        The lock file's path, or None when no lock could be taken (no fcntl, read-only folder).
+
+    Raises:
+        FolderBusyError: another process holds the lock (the message names the folder and its pid).
+    """
+    folder = Path(folder)
+    fd = _open(folder, create) if fcntl is not None else None
+    if fd is None:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            holder = _read(fd).split(" ", 1)
+            pid = f"pid {holder[0]}" if holder[0] else "a process that is just starting"
+            busy = f" ({holder[1]})" if len(holder) > 1 else ""
+            raise FolderBusyError(f"{folder} is being written by {pid}{busy}; wait for it to finish or stop it, "
+                                  f"or choose another folder") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+        logger.debug("locked %s for %s", folder, what)
+        try:
+            yield folder / LOCK_FILE
+        finally:
+            # empty before unlocking, so a later reader sees no holder; closing drops the lock
+            os.ftruncate(fd, 0)
+    finally:
+        os.close(fd)
+
+
+def _open(folder: Path, create: bool) -> Optional[int]:
+    try:
+        if create:
+            folder.mkdir(parents=True, exist_ok=True)
+        return os.open(folder / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # read-only, not a folder, no permission: the writes would fail too, and say why
+        logger.debug("no lock on %s: %s", folder, exc.strerror)
+        return None
+
+
+def _read(fd: int) -> str:
+    try:
+        return os.pread(fd, 200, 0).decode("utf-8", "replace").strip()
+    except OSError:
+        return ""
