@@ -36,7 +36,7 @@ def _trainer(size: int, batch: int, mixed: bool = False):
     from pokemon_diffusion.training.trainer import Trainer
 
     config = RunConfig(model=ModelConfig(image_size=size),
-                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, strategy="one"))
+                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed))
     trainer = Trainer(config, total_steps=1000)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
