@@ -36,7 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import write_result  # noqa: E402
-from bench_train import _trainer  # noqa: E402
+from bench_train import _trainer, plain_step  # noqa: E402
 
 
 def _batched_draws(trainer):
@@ -84,29 +84,6 @@ def _traced_variant(trainer, swaps: Dict[str, Any], batch, signature: bool) -> C
     return fn
 
 
-def _plain_step(trainer):
-    """The same model, a plain step: the floor the trainer's extras are measured against."""
-    import keras
-    import tensorflow as tf
-
-    model, optimizer = trainer.model, keras.optimizers.AdamW(2e-4)
-    optimizer.build(model.trainable_variables)
-    alpha_bar = tf.constant(trainer.schedule.alphas_cumprod, tf.float32)
-
-    @tf.function(autograph=False)
-    def step(batch):
-        x0, text = batch[0], batch[1]
-        t = tf.random.uniform(tf.shape(x0)[:1], 0, trainer.schedule.timesteps, tf.int32)
-        noise = tf.random.normal(tf.shape(x0))
-        a = tf.gather(alpha_bar, t)[:, None, None, None]
-        with tf.GradientTape() as tape:
-            prediction = model([tf.sqrt(a) * x0 + tf.sqrt(1.0 - a) * noise, t, text], training=True)
-            loss = tf.reduce_mean(tf.square(prediction - noise))
-        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
-        return loss
-    return step
-
-
 def profile_top_ops(step: Callable, batch, steps: int = 3, top: int = 20) -> Dict[str, Any]:
     """Op time of ``step`` from a tf.profiler trace, by op type and by part (forward/backward/...)."""
     import tensorflow as tf
@@ -136,7 +113,10 @@ def profile_top_ops(step: Callable, batch, steps: int = 3, top: int = 20) -> Dic
                 by_part["backward" if scope.startswith("gradient_tape") else
                         "forward" if scope.startswith("unet") else
                         "AdamW" if scope.startswith("adam") else
-                        "draws (map_fn)" if scope == "map" else "other (EMA, clipping, bookkeeping, q_sample)"] += ms
+                        "draws (map_fn)" if scope == "map" else
+                        # keras.ops inside the custom layers get no layer scope on TF (the blocks'
+                        # swish and scale/shift), nor do the EMA, clipping, q_sample and bookkeeping
+                        "unscoped ops"] += ms
     total = sum(by_type.values())
     return {"trace_dir": logdir, "op_ms_per_step": round(total, 1),
             "top_ops": [{"op": k, "ms": round(v, 1), "share": round(v / total, 3)} for k, v in
@@ -152,7 +132,7 @@ def breakdown(size: int, batch_size: int, rounds: int, steps: int, profile: bool
     for name, swaps in list(_swaps(trainer).items())[1:]:
         variants[name] = _traced_variant(trainer, swaps, batch, signature=True)
     variants["- free batch"] = _traced_variant(trainer, {}, batch, signature=False)
-    variants["plain"] = _plain_step(trainer)
+    variants["plain"] = plain_step(trainer)
     ms: Dict[str, List[float]] = {name: [] for name in variants}
     ratio: Dict[str, List[float]] = {name: [] for name in variants}
     for fn in variants.values():

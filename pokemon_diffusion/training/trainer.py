@@ -325,6 +325,10 @@ class Trainer:
 
     def export_ema(self, path: Path) -> None:
         """Save the EMA weights as a float32 Keras model (whatever the training dtype policy)."""
+        if self.policy == "float32" and self.strategy is tf.distribute.get_strategy():
+            # float32 on the default strategy: the EMA model is already that model (no third build, ~1 s)
+            save_model_atomic(self.ema_model, path)
+            return
         if self._export_model is None:  # built once, outside the strategy and the mixed-precision policy
             self._export_model = self.model_fn(self.config.model)
         export = self._export_model
