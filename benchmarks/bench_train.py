@@ -50,8 +50,8 @@ def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False):
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
     embeddings = rng.standard_normal((256, 384)).astype(np.float32)
-    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True,
-                                              drop_remainder=True))
+    # as loop.train makes it: no drop_remainder, so the step's signature has a free batch axis
+    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True))
     return trainer, iter(batches)
 
 
@@ -155,8 +155,9 @@ def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool,
 def startup(data_dir: str, size: int = 16, steps: int = 6) -> dict:
     """Wall time of a short ``pokemon-diffusion train`` run, cut at the log lines it prints.
 
-    Each stderr line is stamped on arrival: "loaded N images" (data read), "training on" (model,
-    EMA, optimizer and checkpoint ready), "stopped" (last step, held-out loss and save done), exit.
+    Each output line is stamped on arrival: "loaded N images" (data read), "training on" (model,
+    EMA, optimizer and checkpoint ready), "stopped" (last step, held-out loss and save done), the
+    summary line, then the exit.
     ``metrics.jsonl`` gives the training seconds at step 1 (the first step, its trace included).
     """
     import tempfile
@@ -168,9 +169,11 @@ def startup(data_dir: str, size: int = 16, steps: int = 6) -> dict:
             "--steps", str(steps), "--image-size", str(size), "--log-every", "1"]
     marks: dict = {}
     start = time.perf_counter()
-    process = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    for line in process.stderr:
-        for key, text in (("data_loaded_s", "loaded "), ("trainer_ready_s", "training on "), ("stopped_s", "stopped (")):
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:
+        for key, text in (("data_loaded_s", "loaded "), ("trainer_ready_s", "training on "),
+                          ("stopped_s", "stopped ("), ("summary_printed_s", "EMA model: ")):
             if text in line and key not in marks:
                 marks[key] = time.perf_counter() - start
     if process.wait():
