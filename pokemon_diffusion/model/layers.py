@@ -217,7 +217,7 @@ class _ReplayedSeed(keras.random.SeedGenerator):
     it lives for one call of one block.
     """
 
-    def __init__(self, seed: Any) -> None:  # noqa: D107 (no super().__init__: see above)
+    def __init__(self, seed: Any) -> None:  # no super().__init__(): see above
         self._replayed = seed
 
     def next(self, ordered: bool = True):
