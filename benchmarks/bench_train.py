@@ -4,12 +4,20 @@ For each image size: img/s of the project's compiled train step (``Trainer.train
 the default U-Net), FLOPs per image (forward counted from the graph; training = 3x forward:
 forward + the two backward matmuls of every layer), achieved GFLOP/s / measured matmul GFLOP/s,
 the same step eager and under XLA (``jit_compile=True``), mixed precision, and the fraction of
-the step spent waiting for the tf.data pipeline. Peak RSS of a 64² batch-32 run is measured in
-a fresh subprocess (``--rss-only``) so that other sizes do not inflate it.
+the step spent waiting for the tf.data pipeline. Peak RSS of a 64² batch-32 run, with and without
+``--remat``, is measured in fresh subprocesses (``--rss-only``) so that other sizes do not inflate it.
+
+Ratios: ``trainer / plain`` (the same model in a plain tf.function step, alternated with the
+trainer's in the same process) and, with ``--peer FILE`` (the shared plain Keras U-Net script,
+/work/shared/bench/peer_unet_step.py; ../shared/bench/ in CI), ``trainer / peer``: rounds alternate
+one trainer measurement and one run of the peer script in a subprocess, and the medians of the
+per-round ratios are reported, so that the machine's load cancels out.
 
 Usage:
     python benchmarks/bench_train.py                       # 32 and 64, everything (~6 min on 2 cores)
     python benchmarks/bench_train.py --sizes 32 --steps 10 --skip-eager --skip-xla
+    python benchmarks/bench_train.py --sizes 32 64 --skip-eager --skip-xla --skip-mixed \
+        --peer /work/shared/bench/peer_unet_step.py --rounds 3
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -28,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import matmul_peak_gflops, peak_rss_mb, write_result  # noqa: E402
 
 
-def _trainer(size: int, batch: int, mixed: bool = False):
+def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False):
     import numpy as np
 
     from pokemon_diffusion.config import ModelConfig, RunConfig, TrainConfig
@@ -36,14 +45,61 @@ def _trainer(size: int, batch: int, mixed: bool = False):
     from pokemon_diffusion.training.trainer import Trainer
 
     config = RunConfig(model=ModelConfig(image_size=size),
-                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, strategy="one"))
+                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, remat=remat))
     trainer = Trainer(config, total_steps=1000)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
     embeddings = rng.standard_normal((256, 384)).astype(np.float32)
-    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True,
-                                              drop_remainder=True))
+    # as loop.train makes it: no drop_remainder, so the step's signature has a free batch axis
+    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True))
     return trainer, iter(batches)
+
+
+def plain_step(trainer):
+    """The trainer's model in a plain step (uniform t, normal noise, ε-MSE, AdamW; nothing else)."""
+    import keras
+    import tensorflow as tf
+
+    model, optimizer = trainer.model, keras.optimizers.AdamW(2e-4)
+    optimizer.build(model.trainable_variables)
+    alpha_bar = tf.constant(trainer.schedule.alphas_cumprod, tf.float32)
+
+    @tf.function(autograph=False)
+    def step(batch):
+        x0, text = batch[0], batch[1]
+        t = tf.random.uniform(tf.shape(x0)[:1], 0, trainer.schedule.timesteps, tf.int32)
+        noise = tf.random.normal(tf.shape(x0))
+        a = tf.gather(alpha_bar, t)[:, None, None, None]
+        with tf.GradientTape() as tape:
+            prediction = model([tf.sqrt(a) * x0 + tf.sqrt(1.0 - a) * noise, t, text], training=True)
+            loss = tf.reduce_mean(tf.square(prediction - noise))
+        optimizer.apply(tape.gradient(loss, model.trainable_variables), model.trainable_variables)
+        return loss
+    return step
+
+
+def _run_peer(peer: str, size: int, batch: int, steps: int) -> float:
+    out = subprocess.run([sys.executable, peer, "--size", str(size), "--batch", str(batch), "--steps", str(steps)],
+                         capture_output=True, text=True, check=True).stdout
+    return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
+
+
+def ratios(trainer, batches, batch: int, steps: int, rounds: int, peer=None) -> dict:
+    """Alternate trainer / plain step / peer (subprocess) for ``rounds``; medians of per-round ratios."""
+    plain = plain_step(trainer)
+    runs = {"trainer": [], "plain": [], "peer": []}
+    for _ in range(rounds):
+        runs["trainer"].append(_images_per_s(trainer.train_step, batches, batch, steps, warmup=1)[0])
+        runs["plain"].append(_images_per_s(plain, batches, batch, steps, warmup=1)[0])
+        if peer:
+            runs["peer"].append(_run_peer(peer, trainer.image_shape[0], batch, steps))
+    result = {"rounds": rounds, "load_average": os.getloadavg()[0],
+              "img_per_s": {k: [round(v, 1) for v in vs] for k, vs in runs.items() if vs},
+              "trainer_over_plain": statistics.median(a / b for a, b in zip(runs["trainer"], runs["plain"]))}
+    if peer:
+        result["trainer_over_peer"] = statistics.median(a / b for a, b in zip(runs["trainer"], runs["peer"]))
+    print(json.dumps({"size": trainer.image_shape[0], **result}), flush=True)
+    return result
 
 
 def _images_per_s(step, batches, batch: int, steps: int, warmup: int = 2):
@@ -62,7 +118,7 @@ def _images_per_s(step, batches, batch: int, steps: int, warmup: int = 2):
 
 
 def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool, skip_xla: bool,
-               skip_mixed: bool) -> dict:
+               skip_mixed: bool, rounds: int = 0, peer=None) -> dict:
     import tensorflow as tf
 
     from pokemon_diffusion.model.unet import count_flops
@@ -75,10 +131,16 @@ def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool,
     achieved = 3 * forward * ips / 1e9
     result["tf_function"] = {"img_per_s": ips, "achieved_gflops": achieved, "fraction_of_matmul_peak": achieved / peak,
                              "data_wait_fraction": wait}
+    if rounds:
+        result["ratios"] = ratios(trainer, batches, batch, steps, rounds, peer)
     if not skip_xla:
         xla = tf.function(trainer._train_step, jit_compile=True)
+        start = time.perf_counter()
+        xla(next(batches)).numpy()
+        compile_s = time.perf_counter() - start
         ips, _ = _images_per_s(xla, batches, batch, steps)
-        result["xla"] = {"img_per_s": ips, "fraction_of_matmul_peak": 3 * forward * ips / 1e9 / peak}
+        result["xla"] = {"img_per_s": ips, "fraction_of_matmul_peak": 3 * forward * ips / 1e9 / peak,
+                         "first_step_s": compile_s}
     if not skip_eager:
         ips, _ = _images_per_s(trainer._train_step, batches, batch, max(2, steps // 4), warmup=1)
         result["eager"] = {"img_per_s": ips}
@@ -90,8 +152,44 @@ def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool,
     return result
 
 
-def rss_only(size: int, batch: int, steps: int) -> None:
-    trainer, batches = _trainer(size, batch)
+def startup(data_dir: str, size: int = 16, steps: int = 6) -> dict:
+    """Wall time of a short ``pokemon-diffusion train`` run, cut at the log lines it prints.
+
+    Each output line is stamped on arrival: "loaded N images" (data read), "training on" (model,
+    EMA, optimizer and checkpoint ready), "stopped" (last step, held-out loss and save done), the
+    summary line, then the exit.
+    ``metrics.jsonl`` gives the training seconds at step 1 (the first step, its trace included).
+    """
+    import tempfile
+
+    from pokemon_diffusion.training.metrics import read_metrics
+
+    out = Path(tempfile.mkdtemp(prefix="startup_run_")) / "run"
+    argv = [sys.executable, "-m", "pokemon_diffusion", "train", "--data", data_dir, "--out", str(out),
+            "--steps", str(steps), "--image-size", str(size), "--log-every", "1"]
+    marks: dict = {}
+    start = time.perf_counter()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    for line in process.stdout:
+        for key, text in (("data_loaded_s", "loaded "), ("trainer_ready_s", "training on "),
+                          ("stopped_s", "stopped ("), ("summary_printed_s", "EMA model: ")):
+            if text in line and key not in marks:
+                marks[key] = time.perf_counter() - start
+    if process.wait():
+        raise RuntimeError(f"{' '.join(argv)} failed with exit code {process.returncode}")
+    marks["wall_s"] = time.perf_counter() - start
+    records = read_metrics(out / "metrics.jsonl")
+    marks["first_step_s"] = records[0]["elapsed_s"]  # from the loop's start to step 1 (trace included)
+    marks["steps_s"] = records[-1]["elapsed_s"] - records[0]["elapsed_s"]
+    marks["after_stopped_s"] = marks["wall_s"] - marks.get("stopped_s", marks["wall_s"])
+    marks = {k: round(v, 2) for k, v in marks.items()}
+    print(json.dumps({"startup": marks, "argv": argv[2:]}), flush=True)
+    return marks
+
+
+def rss_only(size: int, batch: int, steps: int, remat: bool = False) -> None:
+    trainer, batches = _trainer(size, batch, remat=remat)
     for _ in range(steps):
         trainer.train_step(next(batches)).numpy()
     print(json.dumps({"peak_rss_mb": peak_rss_mb()}))
@@ -106,20 +204,33 @@ def main() -> None:
     parser.add_argument("--skip-xla", action="store_true")
     parser.add_argument("--skip-mixed", action="store_true")
     parser.add_argument("--skip-rss", action="store_true")
+    parser.add_argument("--rounds", type=int, default=3, help="A/B rounds of the ratios (0: none)")
+    parser.add_argument("--peer", metavar="FILE", help="the peer step script (peer_unet_step.py) to compare with")
+    parser.add_argument("--remat", action="store_true", help="with --rss-only: rematerialised blocks")
+    parser.add_argument("--startup", metavar="DATA", help="only time a 16x16 6-step CLI run on this dataset")
     parser.add_argument("--rss-only", type=int, metavar="SIZE", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.rss_only:
-        rss_only(args.rss_only, args.batch, args.steps)
+    if args.startup:
+        write_result("train_startup", {"startup": startup(args.startup), "load_average": os.getloadavg()[0]})
         return
+    if args.rss_only:
+        rss_only(args.rss_only, args.batch, args.steps, args.remat)
+        return
+    if args.peer and not Path(args.peer).is_file():
+        parser.error(f"--peer: got {args.peer!r}; allowed: an existing peer_unet_step.py")
     peak = matmul_peak_gflops()
     results = {"matmul_peak_gflops": peak, "sizes": []}
     for size in args.sizes:
         results["sizes"].append(bench_size(size, args.batch, args.steps, peak, args.skip_eager, args.skip_xla,
-                                           args.skip_mixed))
+                                           args.skip_mixed, args.rounds, args.peer))
     if not args.skip_rss:
-        out = subprocess.run([sys.executable, __file__, "--rss-only", "64", "--batch", str(args.batch),
-                              "--steps", "5"], capture_output=True, text=True, check=True).stdout
-        results["peak_rss_mb_64px_batch32"] = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+        for remat in (False, True):
+            out = subprocess.run([sys.executable, __file__, "--rss-only", "64", "--batch", str(args.batch),
+                                  "--steps", "5"] + (["--remat"] if remat else []),
+                                 capture_output=True, text=True, check=True).stdout
+            key = "peak_rss_mb_64px_batch32" + ("_remat" if remat else "")
+            results[key] = json.loads(out.strip().splitlines()[-1])["peak_rss_mb"]
+            print(json.dumps({key: results[key]}), flush=True)
     write_result("train", results)
 
 

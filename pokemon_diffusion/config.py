@@ -266,6 +266,7 @@ class TrainConfig(BaseConfig):
     deterministic: bool = False  # TensorFlow's deterministic ops: bit-exact resumes, a little slower
     eval_timesteps: int = 8  # points of the fixed t grid of the held-out loss
     sample_every: int = 1000  # steps between TensorBoard sample grids (0 = never)
+    remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),

@@ -76,5 +76,14 @@ def test_run_config_nests_and_validates_parts():
         RunConfig.from_dict({"model": {"norm": "nope"}})
 
 
+def test_remat_is_an_optional_boolean_that_round_trips():
+    assert TrainConfig().remat is False
+    config = RunConfig(train=TrainConfig(remat=True))
+    assert RunConfig.from_json(config.to_json()).train.remat is True
+    assert RunConfig.from_dict({"train": {"steps": 5}}).train.remat is False  # older config.json files
+    with pytest.raises(ConfigError, match="TrainConfig.remat: got 'yes'; allowed: a value of type bool"):
+        TrainConfig(remat="yes")
+
+
 def test_model_widths_follow_multipliers():
     assert ModelConfig(base_width=16, channel_mults=(1, 2, 4)).widths == (16, 32, 64)

@@ -133,6 +133,22 @@ def test_train_step_traces_once_and_overfits_four_images(trainer, four_images):
 
 
 @pytest.mark.slow
+def test_remat_trains_the_same_weights(four_images):
+    # rematerialisation trades memory for time only: same losses, weights, EMA and BatchNorm statistics
+    images, text = four_images
+    runs = []
+    for remat in (False, True):
+        keras.utils.set_random_seed(0)
+        trainer = Trainer(tiny_config(channel_mults=(1, 2), dropout=0.2, warmup_steps=0, remat=remat), total_steps=10)
+        batches = iter(trainer.distribute(make_dataset(images, text, 4, repeat=True, with_index=True)))
+        losses = [float(trainer.train_step(next(batches))) for _ in range(3)]
+        runs.append((losses, [v.numpy() for v in trainer.model.variables + trainer.ema_model.variables]))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    for a, b in zip(runs[0][1], runs[1][1]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
 def test_mixed_precision_trains_in_low_precision_and_exports_float32(policy, monkeypatch, four_images, tmp_path):
     # the CPU gets mixed_bfloat16; mixed_float16 (the GPU choice) is forced here to cover loss scaling

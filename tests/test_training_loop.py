@@ -97,7 +97,7 @@ def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp
     run = tmp_path / "run"
     config = tiny_config(sample_every=0).to_json()
     code = main(["-q", "train", "--data", str(data_dir), "--out", str(run), "--config", config,
-                 "--steps", "500", "--time-limit", "0.0001", "--norm", "group", "--ema-decay", "0.9"])
+                 "--steps", "500", "--time-limit", "0.0001", "--norm", "group", "--ema-decay", "0.9", "--remat"])
     assert code == 0
     out = capsys.readouterr().out
     assert "step 1/500 (time_limit)" in out and "ema_model.keras" in out
@@ -105,6 +105,8 @@ def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp
         assert (run / name).exists(), name
     loaded = load_run(run)
     assert loaded.config.model.norm == "group" and loaded.config.train.ema_decay == 0.9
+    assert loaded.config.train.remat  # trained with rematerialised blocks; the exported model is plain
+    assert not any(layer.get_config().get("remat") for layer in loaded.model.layers)
     assert loaded.encoder.name == "test-encoder" and loaded.encoder.dim == 8
     assert loaded.model.dtype_policy.name == "float32"
     out = loaded.model([np.zeros((2, 16, 16, 3), np.float32), np.zeros(2, np.int32), np.zeros((2, 8), np.float32)])

@@ -35,6 +35,7 @@ _OVERRIDES = {
     "eval_every": ("train", "eval_every"),
     "log_every": ("train", "log_every"),
     "ema_decay": ("train", "ema_decay"),
+    "remat": ("train", "remat"),
 }
 
 
@@ -71,6 +72,9 @@ def add_parser(subparsers):
     parser.add_argument("--base-width", type=int_range(4, 1024), metavar="N", help="channels of the first level")
     parser.add_argument("--ema-decay", type=float_range(0.0, 0.999999), metavar="X",
                         help="maximum EMA decay (warmed up as (1+n)/(10+n)); default 0.999")
+    parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
+                        help="recompute each ResBlock in the backward pass instead of keeping its activations: "
+                             "~half the peak memory at 64x64, a slower step (default off)")
     parser.set_defaults(func=run)
     return parser
 

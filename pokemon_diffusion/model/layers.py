@@ -6,7 +6,8 @@ Images are channels-last ``(B, H, W, C)``: TensorFlow's CPU kernels are fastest 
 
 Layers:
     SinusoidalEmbedding: integer timesteps ``(B,)`` -> ``(B, dim)`` sin/cos features.
-    ResBlock: norm, swish, conv, conditioning (scale/shift or add), norm, swish, dropout, conv, + skip.
+    ResBlock: norm, swish, conv, conditioning (scale/shift or add), norm, swish, dropout, conv, + skip;
+        optionally rematerialised (recomputed in the backward pass to save activation memory).
     AttentionBlock: multi-head self-attention over the ``H*W`` positions, residual.
 
 Example:
@@ -113,6 +114,10 @@ class ResBlock(keras.layers.Layer):
         norm: "batch" | "group".
         norm_groups: groups for GroupNormalization.
         scale_shift: FiLM-style scale and shift (True) or an added bias (False) for the conditioning.
+        remat: in training, keep only the block's inputs for the backward pass and recompute the
+            rest there (``keras.remat``): less activation memory, one more forward per block. The
+            recomputation draws the same dropout mask and does not update BatchNorm's moving
+            statistics a second time, so values, gradients and statistics equal those without it.
 
     Call:
         inputs: ``[x, c]`` with ``x`` of shape ``(B, H, W, C_in)`` and ``c`` of shape ``(B, D)``.
@@ -121,7 +126,7 @@ class ResBlock(keras.layers.Layer):
     """
 
     def __init__(self, width: int, dropout: float = 0.0, norm: str = "batch", norm_groups: int = 8,
-                 scale_shift: bool = True, **kwargs: Any) -> None:
+                 scale_shift: bool = True, remat: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if int(width) < 1:
             raise ValueError(f"ResBlock.width: got {width!r}; allowed: a positive integer")
@@ -134,6 +139,7 @@ class ResBlock(keras.layers.Layer):
         self.norm = norm
         self.norm_groups = int(norm_groups)
         self.scale_shift = bool(scale_shift)
+        self.remat = bool(remat)
         self.norm1 = make_norm(norm, self.norm_groups, name="norm1")
         # BatchNorm (norm2) removes any per-channel constant, so a bias here would get no gradient
         self.conv1 = keras.layers.Conv2D(self.width, 3, padding="same", use_bias=norm != "batch", name="conv1")
@@ -162,15 +168,34 @@ class ResBlock(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         x, c = inputs
-        h = self.conv1(ops.silu(self.norm1(x, training=training)))
+        if not (self.remat and training):
+            return self._block(x, c, training)
+        # drawn once here, replayed by the forward pass and by its recomputation: the same mask
+        seed = _ReplayedSeed(self.drop.seed_generator.next()) if self.dropout > 0 else None
+        calls = []
+
+        def block(x, c):
+            first = not calls  # the forward pass; later calls are the backward pass's recomputation
+            calls.append(True)
+            return self._block(x, c, True, seed=seed, update_stats=first)
+
+        return keras.remat(block)(x, c)
+
+    def _block(self, x, c, training, seed=None, update_stats: bool = True):
+        h = self.conv1(ops.silu(_norm(self.norm1, x, training, update_stats)))
         cond = ops.expand_dims(ops.expand_dims(self.cond_proj(c), 1), 1)  # (B, 1, 1, width or 2*width)
         if self.scale_shift:
             scale, shift = ops.split(cond, 2, axis=-1)
-            h = self.norm2(h, training=training) * (1.0 + scale) + shift
+            h = _norm(self.norm2, h, training, update_stats) * (1.0 + scale) + shift
         else:
             # added after the norm: before a BatchNorm the Dense's bias would be subtracted again
-            h = self.norm2(h, training=training) + cond
-        h = self.conv2(self.drop(ops.silu(h), training=training))
+            h = _norm(self.norm2, h, training, update_stats) + cond
+        h = ops.silu(h)
+        if seed is None:
+            h = self.drop(h, training=training)
+        else:
+            h = keras.random.dropout(h, self.dropout, seed=seed)
+        h = self.conv2(h)
         residual = x if self.skip is None else self.skip(x)
         return residual + h
 
@@ -181,8 +206,36 @@ class ResBlock(keras.layers.Layer):
     def get_config(self) -> Dict[str, Any]:
         config = super().get_config()
         config.update({"width": self.width, "dropout": self.dropout, "norm": self.norm,
-                       "norm_groups": self.norm_groups, "scale_shift": self.scale_shift})
+                       "norm_groups": self.norm_groups, "scale_shift": self.scale_shift, "remat": self.remat})
         return config
+
+
+class _ReplayedSeed(keras.random.SeedGenerator):
+    """A seed drawn once and returned by every ``next()``: a recomputed dropout draws the same mask.
+
+    It holds a tensor, not a state variable (``SeedGenerator.__init__``, which makes one, is skipped):
+    it lives for one call of one block.
+    """
+
+    def __init__(self, seed: Any) -> None:  # no super().__init__(): see above
+        self._replayed = seed
+
+    def next(self, ordered: bool = True):
+        return self._replayed
+
+
+def _norm(layer: keras.layers.Layer, x, training, update_stats: bool):
+    """``layer(x, training)``; for a BatchNorm in training with ``update_stats=False``, the same
+    batch-statistics normalisation without the moving-statistics update (Keras' own formula)."""
+    if update_stats or not training or not isinstance(layer, keras.layers.BatchNormalization):
+        return layer(x, training=training)
+    inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras does
+    mean, variance = ops.moments(inputs, axes=layer._reduction_axes, synchronized=layer.synchronized)
+    gamma = ops.cast(layer.gamma, inputs.dtype) if layer.scale else None
+    beta = ops.cast(layer.beta, inputs.dtype) if layer.center else None
+    outputs = ops.batch_normalization(inputs, mean, variance, axis=layer.axis, offset=beta, scale=gamma,
+                                      epsilon=layer.epsilon)
+    return ops.cast(outputs, layer.compute_dtype)
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)

@@ -55,11 +55,13 @@ def _conditioning(config: ModelConfig, timesteps, text) -> Any:
     return keras.layers.Activation("swish", name="cond_swish")(keras.layers.Add(name="cond_add")([t, y]))
 
 
-def build_unet(config: ModelConfig) -> keras.Model:
+def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
     """Build the U-Net described by ``config`` (see the module docstring for the call contract).
 
     Args:
         config: a validated :class:`ModelConfig` (image size, widths, depth, norm, attention, text_dim).
+        remat: rematerialise every ResBlock in training (``TrainConfig.remat``): the same function and
+            weights, less activation memory, ~one more forward pass per step.
 
     Returns:
         An uncompiled functional ``keras.Model`` named "unet" with inputs named
@@ -84,7 +86,7 @@ def build_unet(config: ModelConfig) -> keras.Model:
 
     def res_block(x, width: int, name: str):
         return ResBlock(width, dropout=config.dropout, norm=config.norm, norm_groups=config.norm_groups,
-                        name=name)([x, cond])
+                        remat=remat, name=name)([x, cond])
 
     def maybe_attention(x, resolution: int, name: str):
         if resolution not in config.attention_resolutions:

@@ -73,16 +73,22 @@ class MetricsWriter:
         self.path = Path(path)
         self.enabled = enabled
         self._writer = None
+        self._tensorboard_dir = tensorboard_dir
         if not enabled:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         kept = [r for r in read_metrics(self.path) if r["step"] <= keep_until] if keep_until is not None else []
         # rewritten atomically: a crash here must not lose the records of the steps being kept
         atomic_write_text(self.path, "".join(json.dumps(record) + "\n" for record in kept))
-        if tensorboard_dir is not None:
+
+    def _tensorboard(self):
+        """The event-file writer, created at the first record (not at start-up), or None."""
+        if self._writer is None and self._tensorboard_dir is not None:
             import tensorflow as tf
 
-            self._writer = tf.summary.create_file_writer(str(tensorboard_dir))
+            self._writer = tf.summary.create_file_writer(str(self._tensorboard_dir))
+            self._tensorboard_dir = None  # once: close() does not reopen it
+        return self._writer
 
     def write(self, record: Dict[str, Any], extra_scalars: Optional[Dict[str, float]] = None) -> None:
         """Append one record (must hold ``step``); ``extra_scalars`` go to TensorBoard only."""
@@ -92,7 +98,7 @@ class MetricsWriter:
         with open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
-        if self._writer is not None:
+        if self._tensorboard() is not None:
             import tensorflow as tf
 
             step = int(record["step"])
@@ -105,7 +111,7 @@ class MetricsWriter:
 
     def image(self, name: str, image: Any, step: int) -> None:
         """Write one uint8 ``(H, W, C)`` image to TensorBoard (the "images" plugin's format)."""
-        if self.enabled and self._writer is not None:
+        if self.enabled and self._tensorboard() is not None:
             import tensorflow as tf
 
             image = tf.convert_to_tensor(image, tf.uint8)
