@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from ..config import RunConfig, TrainConfig
 from ..diffusion.schedule import make_schedule, q_sample, training_target
+from ..diffusion.weighting import loss_weights
 from ..errors import ConfigError, PokemonDiffusionError
 from ..run_dir import save_model_atomic
 from .distribute import dtype_policy, make_strategy, precision_policy
@@ -106,6 +107,8 @@ class Trainer:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
                               f"replicas ({self.replicas}), since each replica needs examples")
         self.schedule = make_schedule(config.diffusion)
+        self.loss_weights = loss_weights(self.schedule.alphas_cumprod, config.diffusion.prediction,
+                                         tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
         size, channels = config.model.image_size, config.model.channels
@@ -187,6 +190,7 @@ class Trainer:
         with tf.GradientTape() as tape:
             prediction = tf.cast(self.model([x_t, t, text], training=True), tf.float32)
             per_example = tf.reduce_mean(tf.square(target - prediction), axis=[1, 2, 3])
+            per_example = per_example * tf.gather(self.loss_weights, t)  # Min-SNR-γ (Hang et al. 2023)
             loss = tf.reduce_sum(per_example) / global_batch
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables
