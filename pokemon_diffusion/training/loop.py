@@ -29,6 +29,7 @@ from ..logging_utils import progress
 from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, TENSORBOARD_DIR,
                        EncoderInfo, read_encoder_info, write_encoder_info)
 from .checkpoint import TrainingCheckpoint, latest_checkpoint_step
+from .init_from import check_init, load_init_weights
 from .distribute import is_chief
 from .metrics import MetricsWriter
 from .trainer import EVAL_MAX_IMAGES, Trainer, TrainingDivergedError, total_steps_for
@@ -184,7 +185,7 @@ class _SampleGrid:
 def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
           on_step: Optional[Callable[[int, float], Optional[bool]]] = None,
-          handle_signals: bool = True) -> TrainResult:
+          handle_signals: bool = True, init: Any = None) -> TrainResult:
     """Train a text-conditioned DDPM on a dataset folder and write the run folder.
 
     Sets the global Python/NumPy/TensorFlow/Keras seeds from ``config.train.seed`` (so the
@@ -201,6 +202,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         on_step: called as ``on_step(step, loss)`` after every step (loss read from the device:
             a sync per step); returning True stops training as a signal would.
         handle_signals: stop cleanly on the first SIGINT/SIGTERM (main thread only).
+        init: start from trained weights, ``"reference"`` or a run folder (``init_from.py``; not on resume).
 
     Returns:
         :class:`TrainResult`.
@@ -228,6 +230,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         raise CheckpointError(f"{run_dir} already holds a run (checkpoint at step {found}); pass --resume to "
                               "continue it, or choose another --out")
 
+    source = check_init(init, config, encoder) if init is not None and not (resume and found) else None
     # 1. data: every usable example, whole Pokémon held out for validation
     size = config.model.image_size
     examples = load_examples(data_dir, (size, size))
@@ -251,6 +254,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
                                     elapsed=trainer.elapsed, examples_seen=trainer.examples_seen,
                                     max_to_keep=tc.max_checkpoints)
     start_step = (checkpoint.restore_latest() if resume else None) or 0
+    load_init_weights(trainer, source)  # --init: weights only (None: nothing); optimizer, step, stream fresh
     if start_step and not checkpoint.restored_examples_seen:
         # older checkpoints: the stream advanced one batch per step with this batch size
         trainer.examples_seen.assign(start_step * tc.batch_size)
