@@ -7,7 +7,8 @@ go with the score:
 
 * ``chance_uniform`` = 1/K for K prompted colours: a sample whose colour ignores the prompt;
 * ``chance_shuffled`` = Σ_c p(prompt c) · p(sample's colour is c): the score the same samples would
-  get with their prompts shuffled, which also discounts a model that draws one colour a lot.
+  get with their prompts shuffled (= 1/K for balanced prompts; for the top-2 score it depends on
+  how often samples name two colours).
 
 Pure NumPy (and the captions module); the sampling is evaluate.py's.
 """
