@@ -33,8 +33,35 @@ PREDICTIONS = ("epsilon", "v")
 STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SAMPLERS = ("ddim", "ddpm")
 LR_SCHEDULES = ("cosine", "constant")
+LOSS_WEIGHTINGS = ("none", "min_snr")
+#: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
+CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
+                     "plain": "{name}, {a} {types} Pokémon"}
+CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a")
 
 C = TypeVar("C", bound="BaseConfig")
+
+
+def caption_template_text(template: str) -> str:
+    """A caption template by name (``visual`` | ``plain``) or as given, checked.
+
+    Raises:
+        ConfigError: unknown placeholders, unbalanced braces, or no ``{name}``.
+    """
+    import string
+
+    text = CAPTION_TEMPLATES.get(template, template)
+    allowed = (f"visual | plain | a text with {{name}} and any of "
+               f"{', '.join('{' + p + '}' for p in CAPTION_PLACEHOLDERS[1:])}")
+    try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
+    except ValueError as exc:
+        raise ConfigError(f"caption_template: got {template!r} ({exc}); allowed: {allowed}") from None
+    unknown = sorted({f for f in fields if f not in CAPTION_PLACEHOLDERS})
+    if unknown or "name" not in fields:
+        what = f"unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)}" if unknown else "no {name}"
+        raise ConfigError(f"caption_template: got {template!r} ({what}); allowed: {allowed}")
+    return text
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
@@ -159,6 +186,7 @@ class DataConfig(BaseConfig):
     full_size: bool = False
     text_encoder: str = "auto"
     embed_batch_size: int = 64
+    caption_template: str = "visual"  # see CAPTION_TEMPLATES and docs/DATA.md
 
     def validate(self) -> None:
         self._choice("source", SOURCES)
@@ -174,6 +202,10 @@ class DataConfig(BaseConfig):
         self._check("text_encoder", bool(self.text_encoder.strip()),
                     "auto | clip | minilm | a hub id or local path")
         self._range("embed_batch_size", 1, 4096)
+        try:
+            caption_template_text(self.caption_template)
+        except ConfigError as exc:
+            raise ConfigError(f"DataConfig.{exc}") from None
 
 
 @dataclass(frozen=True)
@@ -267,6 +299,8 @@ class TrainConfig(BaseConfig):
     eval_timesteps: int = 8  # points of the fixed t grid of the held-out loss
     sample_every: int = 1000  # steps between TensorBoard sample grids (0 = never)
     remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
+    loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (diffusion/weighting.py)
+    min_snr_gamma: float = 5.0
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -292,6 +326,8 @@ class TrainConfig(BaseConfig):
                     "a positive number of minutes")
         self._range("eval_timesteps", 1, 1000)
         self._range("sample_every", 0, 10_000_000)
+        self._choice("loss_weighting", LOSS_WEIGHTINGS)
+        self._check("min_snr_gamma", 0.0 < self.min_snr_gamma <= 1e6, "a positive number (the paper uses 5)")
 
 
 @dataclass(frozen=True)

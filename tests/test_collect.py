@@ -36,7 +36,7 @@ def _client(timeout=5.0):
 
 def _config(server, fixture, out, **changes):
     values = dict(source="bulbapedia", url=server.url(f"/wiki/{fixture}"), out_dir=str(out), delay=0.0,
-                  timeout=5.0, retries=1)
+                  timeout=5.0, retries=1, caption_template="plain")  # visual captions: test_captions.py
     return DataConfig(**{**values, **changes})
 
 

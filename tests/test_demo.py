@@ -20,7 +20,7 @@ def test_demo_pipeline_writes_every_output_and_reuses_data(tmp_path):
     out, data = tmp_path / "demo", tmp_path / "data"
     kwargs = dict(data_dir=data, minutes=5, text_encoder="minilm", limit=6, run_config=TINY,
                   prompts=["Pikachu, an Electric-type Pokémon", "a fire-type dragon Pokémon"],
-                  sample_config=SampleConfig(steps=4, num_intermediates=3, seed=1), use_pretrained=False)
+                  sample_config=SampleConfig(steps=4, num_intermediates=3, seed=1), use_pretrained=False, init=None)
     report = run_demo(out, **kwargs)
     for name in ("samples.png", "denoising_steps.png", "training_curve.png"):
         with Image.open(out / name) as image:
@@ -32,7 +32,14 @@ def test_demo_pipeline_writes_every_output_and_reuses_data(tmp_path):
     assert saved["data"]["encoder"] == "minilm:all-MiniLM-L6-v2"
     assert np.isfinite(saved["train"]["val_loss"]) and saved["samples"]["steps"] == 4
     assert report["pretrained"] is None
+    assert report["train"]["init"] is None and report["heldout_loss"]["before"] is None  # from scratch
     # a second run downloads and embeds nothing and continues the same run
     again = run_demo(out, **kwargs)
     assert again["data"]["downloaded"] == 0 and again["data"]["embedded"] == 0
     assert again["train"]["resumed"] is True
+    assert again["heldout_loss"]["before"] == pytest.approx(saved["train"]["val_loss"], rel=1e-5)
+    # a new demo run fine-tuned from that run: it starts from its EMA model, whose held-out loss is known
+    tuned = run_demo(tmp_path / "tuned", **{**kwargs, "init": out / "run"})
+    assert tuned["train"]["init"] == str(out / "run") and tuned["train"]["resumed"] is False
+    assert tuned["heldout_loss"]["before"] == pytest.approx(saved["train"]["val_loss"], rel=1e-5)
+    assert tuned["train"]["step"] == 3 and np.isfinite(tuned["heldout_loss"]["after"])

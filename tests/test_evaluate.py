@@ -253,10 +253,46 @@ def test_evaluate_skips_fid_without_weights_and_prompts_follow_the_seed(tiny_run
     report = _evaluate(run, data, inception_weights=None, num=2, seed=0, guidance_scale=1.0)
     assert set(report["inception"]) == {"skipped"}
     assert "--inception-weights" in report["inception"]["skipped"]
-    from pokemon_diffusion.evaluation.evaluate import choose_prompts
+    from pokemon_diffusion.data.dataset import split_by_pokemon
+    from pokemon_diffusion.evaluation.conditioning import choose_split_prompts
+    from pokemon_diffusion.evaluation.evaluate import load_eval_data
 
-    expected = [list(COLOURS)[i] for i in choose_prompts(6, 2, 0)]
+    train_idx, val_idx = split_by_pokemon(load_eval_data(data, 16).entries, 0.34, 0)
+    chosen, held = choose_split_prompts(train_idx, val_idx, 2, 0)
+    assert held.tolist() == [i in val_idx for i in chosen] and held.sum() == 1  # one of each split
+    expected = [list(COLOURS)[i] for i in chosen]
     assert [s["name"] for s in report["conditioning"]["samples"]] == expected
+    assert report["conditioning"]["train"]["num_samples"] == report["conditioning"]["heldout"]["num_samples"] == 1
+
+
+class _HashEncoder:
+    """Stands in for the run's text encoder: a fixed vector per text."""
+
+    def encode(self, texts, batch_size=64):
+        import zlib
+
+        return np.stack([np.random.default_rng(zlib.crc32(t.encode())).normal(size=TEXT_DIM) for t in texts])
+
+
+def test_colour_following_and_the_guidance_sweep(tiny_run, empty_keras_home):
+    from pokemon_diffusion.evaluation.evaluate import format_report
+
+    run, data = tiny_run
+    report = _evaluate(run, data, inception_weights=None, guidance_scales=[1.0, 2.0], colour_seeds=1,
+                       prompt_encoder=_HashEncoder())
+    sweep = report["guidance_sweep"]
+    assert [p["guidance_scale"] for p in sweep] == [2.0, 1.0]  # the headline first, no repeat
+    assert sweep[0]["conditioning"]["all"]["top1"] == report["conditioning"]["top1"]
+    assert sweep[0]["conditioning"]["heldout"]["num_samples"] == 2 == report["conditioning"]["heldout"]["num_samples"]
+    colour = report["colour_following"]
+    assert colour == sweep[0]["colour_following"] and colour["num_samples"] == 11
+    assert 0 <= colour["accuracy"] <= colour["accuracy_top2"] <= 1 and colour["chance_uniform"] == pytest.approx(1 / 11)
+    assert sum(sum(d.values()) for d in colour["drawn"].values()) == 11 and "drawn" not in sweep[1]["colour_following"]
+    text = format_report(report)
+    for label in ("colour following", "top-1 / top-5 held-out", "guidance 1 ", "guidance 2 "):
+        assert label in text, text
+    with pytest.raises(ConfigError, match="guidance_scales"):
+        _evaluate(run, data, guidance_scales=[60.0])
 
 
 def test_ddpm_runs_all_steps_and_refuses_fewer(tiny_run, empty_keras_home):
@@ -306,6 +342,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "colour moments L2", "FID / KID",
                   "skipped", f"report: {out}"):
         assert label in printed
+    # the run's (made-up) encoder cannot embed the colour prompts: skipped, saying why
+    assert ENCODER in report["colour_following"]["skipped"]
 
 
 @pytest.mark.parametrize("extra, message", [
@@ -313,6 +351,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     (["--inception-weights", "weights.bin"], "allowed: auto | imagenet | random"),
     (["--out", "report.txt"], "allowed: a file name ending in .json"),
     (["--num", "1"], "allowed: an integer from 2"),
+    (["--guidance", "1,x"], "comma-separated list"),
+    (["--guidance", "1,60"], "allowed: a number from 0 to 50"),
 ])
 def test_cli_bad_values_are_one_line_errors(tiny_run, capsys, extra, message):
     from pokemon_diffusion.cli import main
@@ -360,3 +400,11 @@ def test_heldout_loss_matches_the_val_loss_training_logged(tmp_path):
     ours = heldout_loss(loaded, load_eval_data(data, loaded.config.model.image_size))
     assert ours["loss"] == pytest.approx(logged, rel=1e-5)
     assert ours["timesteps"] == 2 and ours["num_images"] == 3
+
+
+def test_run_reference_names_the_shipped_model_and_its_report_goes_to_the_current_folder():
+    from pokemon_diffusion.commands.evaluate import REFERENCE_REPORT, _run_folder
+    from pokemon_diffusion.pretrained import pretrained_dir
+
+    assert _run_folder("reference") == str(pretrained_dir()) and _run_folder("runs/x") == "runs/x"
+    assert "/" not in REFERENCE_REPORT

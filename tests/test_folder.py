@@ -93,7 +93,7 @@ def test_collect_folder_skips_bad_files_and_leaves_out_the_output_folder(photos)
     assert [(e.name, e.image_path, e.source) for e in entries] == [
         ("Charmander", "pokemon_images/0004_charmander.png", "folder"),
         ("Leaf", "pokemon_images/leaf.png", "folder")]
-    assert entries[0].caption == "Charmander, a Pokémon"
+    assert entries[0].caption == "Charmander, a white Pokémon"  # the visual caption of an all-white picture
     rgb = np.asarray(Image.open(out / entries[0].image_path))
     assert rgb.shape == (10, 10, 3) and (rgb == 255).all()  # transparent -> white, padded square
 

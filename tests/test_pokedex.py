@@ -85,7 +85,7 @@ def test_collect_pokedex_then_resume_then_force(tmp_path):
     assert [e.image_path for e in entries] == ["pokemon_images/0001_bulbasaur.png",
                                                "pokemon_images/0002_ivysaur.png",
                                                "pokemon_images/0003_venusaur.png"]
-    assert entries[0].caption == "Bulbasaur, a Grass/Poison-type Pokémon"
+    assert entries[0].caption == "Bulbasaur, a small green Grass/Poison-type Pokémon"  # 0.7 m, green artwork
     assert entries[0].source == "pokedex" and entries[0].source_url is None and entries[0].dex == 1
     with Image.open(tmp_path / entries[0].image_path) as image:
         assert image.format == "PNG" and image.mode == "RGB" and image.width == image.height

@@ -27,21 +27,25 @@ EMBEDDINGS_DIR = "embeddings"
 EMBEDDINGS_INFO_FILE = "embeddings.json"  # the encoder identity + caption hashes (text/embeddings.py)
 
 
-def make_caption(name: str, types: Sequence[str], form: Optional[str] = None) -> str:
+def make_caption(name: str, types: Sequence[str], form: Optional[str] = None, *,
+                 colours: Sequence[str] = (), size: str = "", template: str = "plain") -> str:
     """The text that gets embedded, e.g. ``"Charmander, a Fire-type Pokémon"``.
+
+    ``template`` (``DataConfig.caption_template``: ``plain`` by default here, ``visual`` in
+    ``collect``) and the picture's ``colours`` and ``size`` are filled in by
+    :func:`.captions.make_caption`.
 
     Example:
         >>> make_caption("Vulpix", ["Ice"], "Alolan Form")
         'Vulpix (Alolan Form), an Ice-type Pokémon'
         >>> make_caption("Bulbasaur", ["Grass", "Poison"])
         'Bulbasaur, a Grass/Poison-type Pokémon'
+        >>> make_caption("Pikachu", ["Electric"], colours=["yellow"], size="small", template="visual")
+        'Pikachu, a small yellow Electric-type Pokémon'
     """
-    who = f"{name} ({form})" if form else name
-    if not types:
-        return f"{who}, a Pokémon"
-    kind = "/".join(types)
-    article = "an" if kind[0].upper() in "AEIOU" else "a"
-    return f"{who}, {article} {kind}-type Pokémon"
+    from .captions import make_caption as fill
+
+    return fill(name, types, form, colours=colours, size=size, template=template)
 
 
 @dataclass

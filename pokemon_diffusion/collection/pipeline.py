@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..config import DataConfig
+from ..config import DataConfig, caption_template_text
 from ..atomic import atomic_write_bytes
 from ..errors import DataError, ScrapeError
 from ..locks import folder_lock
@@ -38,6 +38,7 @@ from ..logging_utils import progress
 from .http import BlockedError, FetchError, HttpClient
 from .images import (ImageRejected, NameAllocator, inside, is_valid_png, prepare_image,
                      remove_stale_temp_files, safe_stem, save_png_atomic)
+from .captions import size_word
 from .metadata import IMAGES_DIR, METADATA_FILE, Entry, make_caption, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
@@ -103,6 +104,7 @@ class Candidate:
     types: Tuple[str, ...] = ()
     caption: Optional[str] = None
     source_url: Optional[str] = None
+    height_m: Optional[float] = None
 
 
 class CollectStopped(ScrapeError):
@@ -165,7 +167,7 @@ def pokedex_candidates(config: DataConfig) -> List[Candidate]:
     from .pokedex import pokedex_records
 
     return [Candidate(name=r.name, dex=r.dex, types=r.types, source="pokedex", where=r.image_name,
-                      read=_limited_reader(r.read_image, None, config.max_bytes))
+                      height_m=r.height_m, read=_limited_reader(r.read_image, None, config.max_bytes))
             for r in pokedex_records()]
 
 
@@ -205,10 +207,25 @@ def _fetch_one(candidate: Candidate, path: Path) -> None:
     save_png_atomic(prepare_image(candidate.read()), path)
 
 
+def _caption(candidate: Candidate, path: Path, template: str) -> str:
+    """The source's own caption, else the template filled from the metadata and the picture."""
+    if candidate.caption:
+        return candidate.caption
+    colours: Sequence[str] = ()
+    if "{colours}" in caption_template_text(template):
+        from PIL import Image
+
+        from .captions import image_colours
+        with Image.open(path) as image:
+            colours = image_colours(image)
+    return make_caption(candidate.name, candidate.types, candidate.form, colours=colours,
+                        size=size_word(candidate.height_m), template=template)
+
+
 def _entry(candidate: Candidate, file_name: str, out_dir: Path,
-           previous: Dict[str, Tuple[str, str]]) -> Entry:
+           previous: Dict[str, Tuple[str, str]], template: str = "plain") -> Entry:
     image_path = f"{IMAGES_DIR}/{file_name}"
-    caption = candidate.caption or make_caption(candidate.name, candidate.types, candidate.form)
+    caption = _caption(candidate, out_dir / image_path, template)
     embedding_path = None
     old = previous.get(image_path)
     if old and old[0] == caption and (out_dir / old[1]).is_file():
@@ -219,7 +236,8 @@ def _entry(candidate: Candidate, file_name: str, out_dir: Path,
 
 
 def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, source: str,
-                force: bool = False, stop_after: Optional[int] = None) -> Tuple[List[Entry], CollectSummary]:
+                force: bool = False, stop_after: Optional[int] = None,
+                caption_template: str = "plain") -> Tuple[List[Entry], CollectSummary]:
     """Write every candidate's image under ``out_dir/pokemon_images`` and make its entry.
 
     Args:
@@ -228,6 +246,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
         source: the source's name for the summary.
         force: fetch again even when a valid file is present.
         stop_after: stop fetching after this many consecutive failures (None: never).
+        caption_template: ``DataConfig.caption_template`` for entries without a caption of their own.
 
     Returns:
         (entries of the images now present, the summary). ``summary.stopped`` is set when fetching
@@ -255,7 +274,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
             path = inside(images_dir, file_name)
             if not force and is_valid_png(path):
                 summary.skipped += 1
-                entries.append(_entry(candidate, file_name, out_dir, previous))
+                entries.append(_entry(candidate, file_name, out_dir, previous, caption_template))
                 continue
             if summary.stopped:
                 reason = f"not fetched: {summary.stopped}"
@@ -270,7 +289,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
                 else:
                     summary.downloaded += 1
                     in_a_row = 0
-                    entries.append(_entry(candidate, file_name, out_dir, previous))
+                    entries.append(_entry(candidate, file_name, out_dir, previous, caption_template))
                     continue
                 in_a_row += 1
                 if stop_after and in_a_row >= stop_after and not summary.stopped:
@@ -327,7 +346,7 @@ def collect(config: DataConfig, *, client: Optional[HttpClient] = None) -> Colle
             candidates = gather_candidates(config, out_dir, client)
             stop_after = MAX_CONSECUTIVE_FAILURES if config.source == "bulbapedia" else None
             entries, summary = materialise(candidates, out_dir, source=config.source, force=config.force,
-                                           stop_after=stop_after)
+                                           stop_after=stop_after, caption_template=config.caption_template)
             if entries:
                 summary.metadata_path = str(write_metadata(out_dir, entries))
     finally:

@@ -45,6 +45,7 @@ class PokedexRecord:
     name: str
     types: Tuple[str, ...]
     image: Traversable
+    height_m: Optional[float] = None  # the index's ``height`` (metres), for the caption's size word
 
     @property
     def image_name(self) -> str:
@@ -100,7 +101,9 @@ def _record(key: str, meta: Any, images: Traversable) -> Optional[PokedexRecord]
     if image is None:
         log.warning("pokedex entry %d (%s) has no image under %s/; skipped", dex, meta["name"], IMAGES_DIR)
         return None
-    return PokedexRecord(dex=dex, name=meta["name"].strip(), types=types, image=image)
+    height = meta.get("height")
+    height_m = float(height) if isinstance(height, (int, float)) and not isinstance(height, bool) else None
+    return PokedexRecord(dex=dex, name=meta["name"].strip(), types=types, image=image, height_m=height_m)
 
 
 def pokedex_records(package: str = PACKAGE) -> List[PokedexRecord]:

@@ -8,7 +8,8 @@ from ._args import choice_help, float_range, int_range
 
 _DEFAULTS = DataConfig()
 # flag -> DataConfig field, for the flags that are only passed on when given
-_FIELDS = ("source", "out_dir", "url", "path", "limit", "delay", "timeout", "retries", "max_bytes")
+_FIELDS = ("source", "out_dir", "url", "path", "limit", "delay", "timeout", "retries", "max_bytes",
+           "caption_template")
 
 
 def add_parser(subparsers):
@@ -24,6 +25,10 @@ def add_parser(subparsers):
     parser.add_argument("--limit", type=int_range(1, 100_000), default=None, metavar="N",
                         help="collect only the first N items of the source")
     parser.add_argument("--force", action="store_true", help="fetch and convert again what is already present")
+    parser.add_argument("--caption-template", default=None, metavar="T",
+                        help="visual | plain | a text with {name} {size} {colours} {types} {a} (default "
+                             f"{_DEFAULTS.caption_template}: 'Pikachu, a small yellow Electric-type Pokémon'; "
+                             "see docs/DATA.md)")
     web = parser.add_argument_group("bulbapedia")
     web.add_argument("--url", default=None, help="the list page (default: Bulbapedia's National Pokédex list)")
     web.add_argument("--delay", type=float_range(0.0, 60.0), default=None, metavar="S",

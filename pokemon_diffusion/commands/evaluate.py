@@ -21,12 +21,34 @@ log = logging.getLogger(__name__)
 
 MAX_SAMPLES = 10_000
 CACHE_DIR = "eval_cache"  # inside the run folder: the real images' Inception features
+REFERENCE_REPORT = "reference_evaluation.json"  # --run reference without --out: in the current folder
 
 
 def _weights(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"got {text!r}; allowed: auto | imagenet | random | a .h5 file path")
     return text.strip()
+
+
+def _weights_list(text: str):
+    """``--guidance``: one weight or a comma-separated sweep, e.g. ``1,3,6``."""
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        values = []
+    if not values or not all(0.0 <= v <= 50.0 for v in values):
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a number from 0 to 50 or a comma-separated "
+                                         "list of them (e.g. 1,3,6)")
+    return values
+
+
+def _run_folder(text: str) -> str:
+    """``--run reference`` is the shipped reference model's folder."""
+    if text == "reference":
+        from ..pretrained import pretrained_dir
+
+        return str(pretrained_dir())
+    return text
 
 
 def add_parser(subparsers):
@@ -36,7 +58,8 @@ def add_parser(subparsers):
                     "denoising loss on a fixed t grid, nearest-neighbour conditioning accuracy (top-1/top-5, "
                     "type agreement), the colour statistics distance, and KID/FID with InceptionV3 when its "
                     "weights are available. Writes a JSON report and prints a short table.")
-    parser.add_argument("--run", required=True, metavar="RUN", help="run folder written by `train`")
+    parser.add_argument("--run", required=True, metavar="RUN", type=_run_folder,
+                        help="run folder written by `train`, or 'reference' (the shipped reference model)")
     parser.add_argument("--data", required=True, metavar="DIR",
                         help="dataset folder (pokemon_metadata.json, images, embeddings) the run was trained on")
     parser.add_argument("--num", type=int_range(2, MAX_SAMPLES), default=64, metavar="N",
@@ -45,6 +68,12 @@ def add_parser(subparsers):
                       help="seeds the caption choice, the sampling noise and KID's subsets (default: %(default)s)")
     add_sampler_arguments(parser, steps_help="DDIM steps, at most the run's T (default: {default}, or T if "
                                              "smaller; ddpm runs all T)")
+    guidance = next(a for a in parser._actions if a.dest == "guidance")  # evaluate also takes a sweep
+    guidance.type, guidance.metavar = _weights_list, "W[,W...]"
+    guidance.help += "; a comma-separated list (e.g. 1,3,6) adds a guidance sweep, the first is the headline"
+    parser.add_argument("--colour-seeds", type=int_range(0, 1000), default=4, metavar="S",
+                        help="samples per colour of the colour prompt-following test, 'a {colour} Pokémon' for "
+                             "the 11 basic colours (0 = skip; default: %(default)s)")
     parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",
                         help="images per sampling / feature batch (default: %(default)s)")
     parser.add_argument("--inception-weights", type=_weights, default="auto", metavar="PATH|auto|imagenet|random",
@@ -57,7 +86,8 @@ def add_parser(subparsers):
     parser.add_argument("--no-cache", action="store_true",
                         help="do not keep the real images' Inception features in RUN/eval_cache/ between runs")
     parser.add_argument("--out", type=suffix_path((".json",)), default=None, metavar="REPORT.json",
-                        help="where to write the report (default: RUN/evaluation.json)")
+                        help=f"where to write the report (default: RUN/evaluation.json; {REFERENCE_REPORT} "
+                             "for --run reference)")
     parser.set_defaults(func=run)
     return parser
 
@@ -66,11 +96,17 @@ def run(args) -> int:
     from ..atomic import atomic_write_text
     from ..evaluation.evaluate import evaluate, format_report
 
+    from ..pretrained import pretrained_dir
+
+    guidance = args.guidance if isinstance(args.guidance, list) else [args.guidance]
+    # the shipped reference's folder is part of the installed package: write nothing into it
+    shipped = Path(args.run).resolve() == pretrained_dir().resolve()
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
-                      steps=args.steps, guidance_scale=args.guidance, batch_size=args.batch_size,
+                      steps=args.steps, guidance_scale=guidance[0], guidance_scales=guidance[1:],
+                      colour_seeds=args.colour_seeds, batch_size=args.batch_size,
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
-                      cache_dir=None if args.no_cache else Path(args.run) / CACHE_DIR)
-    out = args.out or Path(args.run) / "evaluation.json"
+                      cache_dir=None if args.no_cache or shipped else Path(args.run) / CACHE_DIR)
+    out = args.out or (Path(REFERENCE_REPORT) if shipped else Path(args.run) / "evaluation.json")
     atomic_write_text(out, json.dumps(report, indent=2, allow_nan=False, ensure_ascii=False) + "\n")
     print(format_report(report))
     print(f"report: {out}")

@@ -52,6 +52,10 @@ def add_parser(subparsers):
                         "or inline JSON; flags override it")
     parser.add_argument("--resume", action="store_true",
                         help="continue the run in RUN from its newest checkpoint (with its config.json)")
+    parser.add_argument("--init", metavar="reference|RUN", default=None,
+                        help="fine-tune: start from trained weights (model and EMA; optimizer fresh, step 0) of the "
+                             "shipped reference model or a run folder; its model and diffusion configs are the "
+                             "defaults")
     budget = parser.add_mutually_exclusive_group()
     budget.add_argument("--steps", type=int_range(1, 10_000_000), help="training steps (default 10000)")
     budget.add_argument("--epochs", type=int_range(1, 100_000), help="passes over the training images")
@@ -96,6 +100,11 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
         config = _load_config_arg(args.config)
     elif args.resume and saved.is_file():
         config = RunConfig.load(saved)
+    elif getattr(args, "init", None):
+        from ..training.init_from import init_config
+
+        source = init_config(args.init)
+        config = RunConfig(model=source.model, diffusion=source.diffusion)
     else:
         config = RunConfig()
     changes: Dict[str, Dict[str, Any]] = {"model": {}, "train": {}}
@@ -116,7 +125,7 @@ def run(args) -> int:
     from ..training.loop import train
 
     log.debug("config: %s", json.dumps(config.to_dict()))
-    result = train(args.data, args.out, config, resume=args.resume)
+    result = train(args.data, args.out, config, resume=args.resume, init=args.init)
     minutes = result.elapsed_s / 60.0
     summary = f"step {result.step}/{result.total_steps} ({result.stopped}) after {minutes:.1f} min"
     if result.loss is not None:

@@ -5,12 +5,17 @@ The report (a JSON-ready dict) holds:
 1. ``heldout_loss``: the denoising loss of the run's EMA model on the validation split the
    training run held out, on a fixed grid of t with fixed noise (the training code's own function
    and split, so the number is comparable with ``val_loss`` in ``metrics.jsonl``).
-2. ``conditioning``: N captions of the dataset chosen with the seed, one image sampled per caption
-   (the dataset's own embedding of that caption), each image's nearest real images in the pixel
+2. ``conditioning``: N captions of the dataset chosen with the seed, half from the training split
+   and half held out (``conditioning.choose_split_prompts``), one image sampled per caption (the
+   dataset's own embedding of that caption), each image's nearest real images in the pixel
    feature space (``features.PIXEL_FEATURES_DESCRIPTION``): top-1 / top-5 "is the prompted Pokémon"
-   (same name, so another form of it counts), type agreement, and the chance levels.
-3. ``colour``: :func:`metrics.colour_distance` between the N samples and all real images.
-4. ``inception``: FID and KID on InceptionV3 pool features, or ``{"skipped": reason}``.
+   (same name, so another form of it counts), type agreement, and the chance levels; for all
+   prompts and, under ``train`` / ``heldout``, per split.
+3. ``colour_following``: "a {colour} Pokémon" for the 11 basic colours, several seeds each,
+   scored by the captions' own colour function (``prompt_following.py``), with chance levels.
+4. ``colour``: :func:`metrics.colour_distance` between the N samples and all real images.
+5. ``inception``: FID and KID on InceptionV3 pool features, or ``{"skipped": reason}``.
+6. ``guidance_sweep``: figures 2 and 3 for each guidance weight asked for (e.g. 1, 3, 6).
 
 See docs/EVALUATION.md.
 """
@@ -18,7 +23,6 @@ See docs/EVALUATION.md.
 from __future__ import annotations
 
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -30,6 +34,10 @@ from ..config import SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import features as feats
 from . import metrics
+from .conditioning import choose_split_prompts, split_accuracy
+from .prompt_following import colour_following
+from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
+from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
 
 log = logging.getLogger(__name__)
 
@@ -105,49 +113,22 @@ def choose_prompts(num_entries: int, num: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate([np.arange(num_entries), extra]))
 
 
-def generate_from_embeddings(loaded_run, embeddings: np.ndarray, *, sampler: str = "ddim", steps: Optional[int] = 50,
-             guidance_scale: float = 3.0, eta: float = 0.0, seed: int = 0, batch_size: int = 16,
-             progress: Optional[bool] = None) -> np.ndarray:
-    """One image per embedding row with the run's EMA model and schedule, in fixed-size batches.
-
-    The last batch is padded with repeats of its first row and trimmed, so every batch has the
-    same shape and the compiled sampling loop is traced once. Batch i uses seed ``(seed + i) mod 2³¹``.
-
-    Returns:
-        float32 (N, H, W, C) in [-1, 1].
-    """
-    from ..diffusion.samplers import sample
-
-    cfg = loaded_run.config.model
-    n = embeddings.shape[0]
-    batch = min(batch_size, n)
-    out = []
-    for i, start in enumerate(range(0, n, batch)):
-        chunk = embeddings[start:start + batch]
-        real = chunk.shape[0]
-        if real < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[:1], batch - real, axis=0)])
-        ddim = sampler == "ddim"  # ddpm refuses steps and eta: it runs all T steps with its own variance
-        result = sample(loaded_run.model, chunk, (batch, cfg.image_size, cfg.image_size, cfg.channels),
-                        schedule=loaded_run.schedule, sampler=sampler, steps=steps if ddim else None,
-                        eta=eta if ddim else 0.0,
-                        guidance_scale=guidance_scale, seed=(seed + i) % 2**31, num_intermediates=2,
-                        progress=progress)
-        out.append(result.images[:real])
-    return np.concatenate(out).astype(np.float32)
-
-
 # ------------------------------------------------------------------------------------ metrics
 
 def conditioning_accuracy(generated: np.ndarray, data: EvalData, prompt_index: Sequence[int],
-                          k: int = TOP_K) -> Dict[str, Any]:
-    """Nearest-neighbour conditioning accuracy in the pixel feature space (see module docstring)."""
+                          k: int = TOP_K, heldout: Optional[Sequence[bool]] = None) -> Dict[str, Any]:
+    """Nearest-neighbour conditioning accuracy in the pixel feature space (see module docstring).
+
+    With ``heldout`` (one flag per sample), ``train`` and ``heldout`` give the figures per split.
+    """
     gen_f = feats.pixel_features(generated)
     real_f = feats.pixel_features(data.images)
     out = metrics.nearest_neighbour_accuracy(gen_f, real_f, prompt_index, data.types,
                                              real_labels=data.names, k=k)
     names = data.names
     neighbours = out.pop("neighbours")
+    if heldout is not None:
+        out.update(split_accuracy(gen_f, real_f, prompt_index, heldout, data.types, real_labels=names, k=k))
     out["feature_space"] = feats.PIXEL_FEATURES_DESCRIPTION.format(size=feats.PIXEL_FEATURE_SIZE)
     out["hit_means"] = "a nearest real image has the prompted entry's name (any form of that Pokémon)"
     out["samples"] = [{"prompt": data.entries[p].caption, "name": names[p],
@@ -219,7 +200,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
              sampler: str = "ddim", steps: Optional[int] = None, guidance_scale: float = 3.0, eta: float = 0.0,
              inception_weights: Optional[str] = None, offline: Optional[bool] = None, batch_size: int = 16,
              kid_subsets: int = 100, inception_input_size: int = feats.INCEPTION_INPUT_SIZE,
-             cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None) -> Dict[str, Any]:
+             cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None,
+             guidance_scales: Sequence[float] = (), colour_seeds: int = 4,
+             prompt_encoder: Any = None) -> Dict[str, Any]:
     """Sample ``num`` images from a run with the dataset's captions and measure them.
 
     Args:
@@ -238,6 +221,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         inception_input_size: 299 for real FID; tests use 75 (the smallest InceptionV3 accepts).
         cache_dir: keep the real images' Inception features here between evaluations (None: don't).
         progress: progress bars; None follows ``logging_utils.progress_enabled()``.
+        guidance_scales: more guidance weights for ``guidance_sweep`` (``guidance_scale`` is always in it).
+        colour_seeds: samples per colour of the colour prompt-following test (0: skip it).
+        prompt_encoder: embeds the colour prompts (default: the run's encoder, loaded).
 
     Returns:
         The JSON-ready report (see the module docstring and docs/EVALUATION.md).
@@ -262,6 +248,10 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         raise ConfigError(f"num: got {num}; allowed: 2 or more samples")
     if sampler not in SAMPLERS:
         raise ConfigError(f"sampler: got {sampler!r}; allowed: {' | '.join(SAMPLERS)}")
+    scales = list(dict.fromkeys([float(guidance_scale), *map(float, guidance_scales)]))
+    if not all(0.0 <= w <= 50.0 for w in scales) or not 0 <= colour_seeds <= 1000:
+        raise ConfigError(f"guidance_scales: got {scales}, colour_seeds {colour_seeds}; allowed: weights from 0 "
+                          "to 50 and 0 to 1000 seeds per colour")
     try:
         weights = feats.resolve_inception_weights(inception_weights, offline=offline)
         skipped: Optional[str] = None
@@ -288,15 +278,32 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     heldout = heldout_loss(loaded, data)
     lap("heldout_loss")
 
-    # 3. samples prompted by the dataset's own caption embeddings
-    prompt_index = choose_prompts(len(data), num, seed)
-    generated = generate_from_embeddings(loaded, data.embeddings[prompt_index], sampler=sampler, steps=steps,
-                                         guidance_scale=guidance_scale, eta=eta, seed=seed,
-                                         batch_size=batch_size, progress=progress)
+    # 3. samples prompted by the dataset's own caption embeddings (half training split, half held out),
+    #    and by the colour prompts, at every guidance weight; the first weight is the headline
+    from ..data.dataset import split_by_pokemon
+
+    train_idx, val_idx = split_by_pokemon(data.entries, loaded.config.train.val_fraction, loaded.config.train.seed)
+    prompt_index, held = choose_split_prompts(train_idx, val_idx, num, seed)
+    colour_vectors, colours, colour_skip = (colour_embeddings(loaded, colour_seeds, prompt_encoder)
+                                            if colour_seeds else (None, [], "colour_seeds = 0"))
+    draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress)
+    sweep, generated, colour_following_report = [], None, {"skipped": colour_skip}
+    for w in scales:
+        images = generate_from_embeddings(loaded, data.embeddings[prompt_index], guidance_scale=w, **draw)
+        point: Dict[str, Any] = {"guidance_scale": w, "conditioning": _headline(conditioning_accuracy(
+            images, data, prompt_index, heldout=held))}
+        if colour_vectors is not None:
+            drawn = generate_from_embeddings(loaded, colour_vectors, guidance_scale=w, **draw)
+            point["colour_following"] = colour_following(feats.to_uint8(drawn), colours)
+        if generated is None:
+            generated, colour_following_report = images, point.get("colour_following", colour_following_report)
+        else:
+            point.get("colour_following", {}).pop("drawn", None)  # the headline keeps the full table
+        sweep.append(point)
     lap("sampling")
 
-    # 4. pixel-space metrics
-    conditioning = conditioning_accuracy(generated, data, prompt_index)
+    # 4. pixel-space metrics of the headline samples
+    conditioning = conditioning_accuracy(generated, data, prompt_index, heldout=held)
     colour = metrics.colour_distance(feats.to_uint8(generated), feats.to_uint8(data.images))
     lap("conditioning_and_colour")
 
@@ -311,7 +318,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         inception = {"skipped": skipped}
     lap("inception")
 
-    return _jsonable({
+    return jsonable({
         "run": str(run_dir),
         "data": str(data_dir),
         "num_samples": num,
@@ -322,10 +329,22 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
                      "image_size": model_cfg.image_size, "text_encoder": loaded.encoder.name},
         "heldout_loss": heldout,
         "conditioning": conditioning,
+        "colour_following": colour_following_report,
         "colour": colour,
         "inception": inception,
+        "guidance_sweep": sweep,
         "seconds": timings,
     })
+
+
+def _headline(conditioning: Dict[str, Any]) -> Dict[str, Any]:
+    """The sweep's share of a conditioning result: accuracies per split, no per-sample lists."""
+    keys = ("top1", "top_k", "type_exact", "type_overlap")
+    out = {"all": {k: conditioning[k] for k in keys}}
+    for split in ("train", "heldout"):
+        if split in conditioning:
+            out[split] = {k: conditioning[split].get(k) for k in (*keys, "num_samples")}
+    return out
 
 
 def _check_steps(sampler: str, steps: Optional[int], eta: float, timesteps: int) -> int:
@@ -343,57 +362,3 @@ def _check_steps(sampler: str, steps: Optional[int], eta: float, timesteps: int)
     if not 0.0 <= eta <= 1.0:
         raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
     return steps
-
-
-def _jsonable(value: Any) -> Any:
-    """NumPy scalars/arrays to Python, NaN/inf to None, so ``json.dumps(allow_nan=False)`` works."""
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def format_report(report: Dict[str, Any]) -> str:
-    """A short plain-text table of a report's headline figures (what the CLI prints)."""
-    def num(x: Any, fmt: str = "{:.4f}") -> str:
-        return "n/a" if x is None else fmt.format(x)
-
-    cond, colour, inc = report["conditioning"], report["colour"], report["inception"]
-    chance = cond["chance"]
-    s = report["sampling"]
-    rows = [
-        ("samples", f"{report['num_samples']} ({s['sampler']}, {s['steps']} steps, guidance {s['guidance_scale']:g}, "
-                    f"seed {report['seed']}) vs {report['num_real']} real"),
-        ("held-out loss", _heldout_text(report["heldout_loss"])),
-        ("top-1 / top-5", f"{num(cond['top1'], '{:.3f}')} / {num(cond['top_k'], '{:.3f}')}"
-                          f"   (chance {num(chance['top1'], '{:.3f}')} / {num(chance['top_k'], '{:.3f}')})"),
-        ("type exact / overlap", f"{num(cond['type_exact'], '{:.3f}')} / {num(cond['type_overlap'], '{:.3f}')}"
-                                 f"   (chance {num(chance['type_exact'], '{:.3f}')} / "
-                                 f"{num(chance['type_overlap'], '{:.3f}')})"),
-        ("colour moments L2", f"{num(colour['moments_l2'], '{:.2f}')} (0-255)   histogram TV "
-                              f"{num(colour['histogram_tv'], '{:.3f}')}"),
-    ]
-    if "skipped" in inc:
-        rows.append(("FID / KID", f"skipped: {inc['skipped']}"))
-    else:
-        kid = inc["kid"]
-        text = f"{num(inc['fid'], '{:.2f}')} / {num(kid['mean'], '{:.5f}')} ± {num(kid['std'], '{:.5f}')}"
-        if "warning" in inc:
-            text += "   (random weights: code path only)"
-        rows.append(("FID / KID", text))
-    width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
-
-
-def _heldout_text(heldout: Dict[str, Any]) -> str:
-    if "skipped" in heldout:
-        return f"skipped: {heldout['skipped']}"
-    value = heldout.get("loss")
-    return "n/a" if value is None else f"{value:.5f}"

@@ -1,4 +1,4 @@
-"""Pure evaluation maths on NumPy arrays: FID, KID, colour statistics and nearest-neighbour accuracy.
+"""Pure evaluation maths on NumPy arrays: FID, KID and colour statistics (nearest neighbours: conditioning.py).
 
 Nothing here imports TensorFlow; every function takes features or images as arrays and returns
 plain floats / dicts that go straight into the JSON report.
@@ -14,27 +14,18 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, Tuple
 
 import numpy as np
+
+# the nearest-neighbour conditioning accuracy lives in conditioning.py; its names stay importable here
+from .conditioning import as_features as _as_features
+from .conditioning import nearest_neighbour_accuracy, nearest_neighbours  # noqa: F401
 
 log = logging.getLogger(__name__)
 
 #: Bins per RGB channel of the 3-D colour histogram (8³ = 512 cells).
 COLOUR_BINS = 8
-
-
-def _as_features(features: np.ndarray, what: str, min_rows: int = 1) -> np.ndarray:
-    """Check a 2-D (N, D) feature array and return it as float64."""
-    arr = np.asarray(features)
-    if arr.ndim != 2:
-        raise ValueError(f"{what}: got an array of shape {arr.shape}; allowed: 2-D (num_samples, dim)")
-    if arr.shape[0] < min_rows:
-        raise ValueError(f"{what}: got {arr.shape[0]} row(s); allowed: at least {min_rows}")
-    arr = arr.astype(np.float64, copy=False)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{what}: contains NaN or infinite values; allowed: finite numbers")
-    return arr
 
 
 # --------------------------------------------------------------------------------------------- FID
@@ -308,109 +299,3 @@ def colour_distance(generated: np.ndarray, real: np.ndarray, bins: int = COLOUR_
         "real": {"mean": ref.mean.round(4).tolist(), "std": ref.std.round(4).tolist()},
     }
 
-
-# -------------------------------------------------------------------- nearest-neighbour accuracy
-
-def nearest_neighbours(queries: np.ndarray, references: np.ndarray, k: int = 5) -> np.ndarray:
-    """Indices of the ``k`` nearest references (Euclidean) to each query, nearest first: (Q, k).
-
-    Ties are broken by the lower reference index, so the result is deterministic.
-    """
-    q = _as_features(queries, "nearest_neighbours queries")
-    r = _as_features(references, "nearest_neighbours references")
-    if q.shape[1] != r.shape[1]:
-        raise ValueError(f"nearest_neighbours: feature sizes differ ({q.shape[1]} vs {r.shape[1]}); "
-                         "allowed: equal sizes")
-    k = min(k, r.shape[0])
-    # ‖q − r‖² = ‖q‖² − 2qᵀr + ‖r‖²; the ‖q‖² term does not change the ranking of a row
-    dist = (r * r).sum(axis=1)[None, :] - 2.0 * q @ r.T
-    return np.argsort(dist, axis=1, kind="stable")[:, :k]
-
-
-def nearest_neighbour_accuracy(generated_features: np.ndarray, real_features: np.ndarray,
-                               prompt_index: Sequence[int], real_types: Sequence[Sequence[str]], *,
-                               real_labels: Optional[Sequence[str]] = None, k: int = 5) -> Dict[str, object]:
-    """Conditioning accuracy: is each sample's nearest real image the Pokémon it was prompted with?
-
-    Args:
-        generated_features: (N, D) features of N samples.
-        real_features: (R, D) features of the R real images.
-        prompt_index: for each sample, the index (0 .. R−1) of the real entry whose caption prompted it.
-        real_types: for each real image, its types (e.g. ``["Grass", "Poison"]``).
-        real_labels: for each real image, who it shows (e.g. its name), so another image of the
-            prompted Pokémon (a second form) also counts as a hit; default: the index itself.
-        k: the "top-k" of ``top_k`` (5 gives top-5).
-
-    Returns:
-        A dict: ``top1`` / ``top_k`` (fractions of samples whose 1 / k nearest real images include
-        the prompted Pokémon), ``type_exact`` (nearest image has exactly the prompted type set),
-        ``type_overlap`` (shares at least one type), ``chance`` (the same four figures for a
-        uniformly random real image, so the numbers can be read against luck), ``k``, ``num_samples``,
-        ``num_real`` and ``neighbours`` ((N, k) indices, nearest first).
-
-    Raises:
-        ValueError: mismatched lengths or an index outside 0 .. R−1.
-    """
-    gen = _as_features(generated_features, "generated_features")
-    real = _as_features(real_features, "real_features")
-    num_real = real.shape[0]
-    prompt = np.asarray(prompt_index, dtype=np.int64).reshape(-1)
-    if prompt.shape[0] != gen.shape[0]:
-        raise ValueError(f"prompt_index: got {prompt.shape[0]} indices for {gen.shape[0]} samples; "
-                         "allowed: one per sample")
-    if prompt.size and (prompt.min() < 0 or prompt.max() >= num_real):
-        raise ValueError(f"prompt_index: got values from {prompt.min()} to {prompt.max()}; "
-                         f"allowed: 0 to {num_real - 1}")
-    if len(real_types) != num_real:
-        raise ValueError(f"real_types: got {len(real_types)} for {num_real} real images; allowed: one each")
-    labels = list(range(num_real)) if real_labels is None else list(real_labels)
-    if len(labels) != num_real:
-        raise ValueError(f"real_labels: got {len(labels)} for {num_real} real images; allowed: one each")
-    if not 1 <= k:
-        raise ValueError(f"k: got {k}; allowed: 1 or more")
-
-    neighbours = nearest_neighbours(gen, real, k)
-    type_sets = [frozenset(t) for t in real_types]
-    label_arr = np.asarray([str(lab) for lab in labels], dtype=object)
-    top1, topk, exact, overlap = [], [], [], []
-    for sample, want in enumerate(prompt):
-        near = neighbours[sample]
-        top1.append(label_arr[near[0]] == label_arr[want])
-        topk.append(bool(np.any(label_arr[near] == label_arr[want])))
-        exact.append(type_sets[near[0]] == type_sets[want])
-        overlap.append(bool(type_sets[near[0]] & type_sets[want]))
-    return {
-        "top1": _fraction(top1),
-        "top_k": _fraction(topk),
-        "type_exact": _fraction(exact),
-        "type_overlap": _fraction(overlap),
-        "chance": _chance_levels(prompt, label_arr, type_sets, neighbours.shape[1]),
-        "k": int(neighbours.shape[1]),
-        "num_samples": int(gen.shape[0]),
-        "num_real": int(num_real),
-        "neighbours": neighbours,
-    }
-
-
-def _fraction(hits: List[bool]) -> float:
-    return float(np.mean(hits)) if hits else float("nan")
-
-
-def _chance_levels(prompt: np.ndarray, labels: np.ndarray, type_sets: List[frozenset], k: int) -> Dict[str, float]:
-    """Expected accuracies if each sample's neighbours were real images drawn uniformly at random.
-
-    top-k uses draws without replacement: 1 − C(R − c, k) / C(R, k), c = images with the prompted label.
-    """
-    num_real = len(labels)
-    top1, topk, exact, overlap = [], [], [], []
-    for want in prompt:
-        same = int(np.sum(labels == labels[want]))
-        top1.append(same / num_real)
-        miss = 1.0  # probability that k draws without replacement all miss the prompted label
-        for j in range(k):
-            miss *= max(num_real - same - j, 0) / (num_real - j)
-        topk.append(1.0 - miss)
-        exact.append(np.mean([s == type_sets[want] for s in type_sets]))
-        overlap.append(np.mean([bool(s & type_sets[want]) for s in type_sets]))
-    return {name: float(np.mean(v)) if v else float("nan")
-            for name, v in (("top1", top1), ("top_k", topk), ("type_exact", exact), ("type_overlap", overlap))}

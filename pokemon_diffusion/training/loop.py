@@ -32,6 +32,7 @@ from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, METRICS_FILE
                        EncoderInfo, check_resume, write_encoder_info)
 from .checkpoint import TrainingCheckpoint, latest_checkpoint_step
 from .distribute import is_chief, make_strategy
+from .init_from import check_init, load_init_weights
 from .metrics import MetricsWriter
 from .trainer import EVAL_MAX_IMAGES, Trainer, TrainingDivergedError, total_steps_for
 
@@ -159,7 +160,7 @@ class _SampleGrid:
 def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
           on_step: Optional[Callable[[int, float], Optional[bool]]] = None,
-          handle_signals: bool = True) -> TrainResult:
+          handle_signals: bool = True, init: Any = None) -> TrainResult:
     """Train a text-conditioned DDPM on a dataset folder and write the run folder.
 
     Sets the global Python/NumPy/TensorFlow/Keras seeds from ``config.train.seed`` (so the
@@ -176,6 +177,7 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         on_step: called as ``on_step(step, loss)`` after every step (loss read from the device:
             a sync per step); returning True stops training as a signal would.
         handle_signals: stop cleanly on the first SIGINT/SIGTERM (main thread only).
+        init: start from trained weights, ``"reference"`` or a run folder (``init_from.py``; not on resume).
 
     Returns:
         :class:`TrainResult`.
@@ -197,12 +199,13 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         else:  # non-chief workers must save too (collectives), but somewhere private
             worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pokemon_diffusion_worker_")))
             logger.info("not the chief: checkpoints go to %s (removed at the end)", worker_dir)
-        return _train(Path(data_dir), Path(run_dir), config, resume, strategy, on_step, handle_signals, worker_dir)
+        return _train(Path(data_dir), Path(run_dir), config, resume, strategy, on_step, handle_signals, worker_dir,
+                      init)
 
 
 def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strategy: tf.distribute.Strategy,
            on_step: Optional[Callable[[int, float], Optional[bool]]], handle_signals: bool,
-           worker_dir: Optional[Path]) -> TrainResult:
+           worker_dir: Optional[Path], init: Any = None) -> TrainResult:
     if not data_dir.is_dir():
         raise DataError(f"dataset folder not found: {data_dir} (make one with `pokemon-diffusion collect`)")
     encoder = _encoder_of(data_dir)
@@ -218,6 +221,7 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
         raise CheckpointError(f"{run_dir} already holds a run (checkpoint at step {found}); pass --resume to "
                               "continue it, or choose another --out")
 
+    source = check_init(init, config, encoder) if init is not None and not (resume and found) else None
     # 1. data: every usable example, whole Pokémon held out for validation
     size = config.model.image_size
     examples = load_examples(data_dir, (size, size))
@@ -237,6 +241,7 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
                                     elapsed=trainer.elapsed, examples_seen=trainer.examples_seen,
                                     max_to_keep=tc.max_checkpoints)
     start_step = (checkpoint.restore_latest(checkpoint_dir) if resume else None) or 0  # every worker reads the chief's
+    load_init_weights(trainer, source)  # --init: weights only (None: nothing); optimizer, step, stream fresh
     if start_step and not checkpoint.restored_examples_seen:
         # older checkpoints: the stream advanced one batch per step with this batch size
         trainer.examples_seen.assign(start_step * tc.batch_size)

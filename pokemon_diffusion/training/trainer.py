@@ -28,6 +28,7 @@ import tensorflow as tf
 
 from ..config import RunConfig, TrainConfig
 from ..diffusion.schedule import make_schedule, q_sample, training_target
+from ..diffusion.weighting import loss_weights
 from ..errors import ConfigError, PokemonDiffusionError
 from ..run_dir import save_model_atomic
 from .distribute import dtype_policy, make_strategy, precision_policy
@@ -75,11 +76,13 @@ def example_draws(key: tf.Tensor, index: tf.Tensor, image_shape: Tuple[int, ...]
                                                       tf.TensorSpec([], tf.bool)))
 
 
-def denoising_loss(target: tf.Tensor, prediction: tf.Tensor, global_batch: tf.Tensor) -> tf.Tensor:
-    """This share of the simple loss ‖target − f_θ‖² (DDPM eq. 14): per-image means summed over
-    the local examples and divided by the GLOBAL batch size, so replica shares add up to the mean."""
+def denoising_loss(target: tf.Tensor, prediction: tf.Tensor, global_batch: tf.Tensor,
+                   weights: tf.Tensor) -> tf.Tensor:
+    """This share of the simple loss ‖target − f_θ‖² (DDPM eq. 14), each image's mean weighted by
+    its timestep's weight (1, or Min-SNR-γ), summed over the local examples and divided by the
+    GLOBAL batch size, so replica shares add up to the mean."""
     per_example = tf.reduce_mean(tf.square(target - tf.cast(prediction, tf.float32)), axis=[1, 2, 3])
-    return tf.reduce_sum(per_example) / global_batch
+    return tf.reduce_sum(per_example * weights) / global_batch
 
 
 def make_optimizer(config: TrainConfig, total_steps: int, model: Any, loss_scaling: bool = False):
@@ -137,6 +140,8 @@ class Trainer:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
                               f"replicas ({self.replicas}), since each replica needs examples")
         self.schedule = make_schedule(config.diffusion)
+        self.loss_weights = loss_weights(self.schedule.alphas_cumprod, config.diffusion.prediction,
+                                         tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
         size, channels = config.model.image_size, config.model.channels
@@ -205,7 +210,8 @@ class Trainer:
             global_batch = context.all_reduce(tf.distribute.ReduceOp.SUM, global_batch)
         # 4. the simple loss ‖target − f_θ(x_t, t, text)‖² (DDPM eq. 14), float32 under mixed precision
         with tf.GradientTape() as tape:
-            loss = denoising_loss(target, self.model([x_t, t, text], training=True), global_batch)
+            loss = denoising_loss(target, self.model([x_t, t, text], training=True), global_batch,
+                                  tf.gather(self.loss_weights, t))  # Min-SNR-γ weights (Hang et al. 2023)
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables
         # a variable the loss does not reach gets a zero gradient, not None (None breaks the all-reduce)

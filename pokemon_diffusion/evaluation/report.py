@@ -1,0 +1,97 @@
+"""The evaluation report as text: :func:`format_report` (what ``evaluate`` prints) and JSON clean-up."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Dict
+
+import numpy as np
+
+def jsonable(value: Any) -> Any:
+    """NumPy scalars/arrays to Python, NaN/inf to None, so ``json.dumps(allow_nan=False)`` works."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def format_report(report: Dict[str, Any]) -> str:
+    """A short plain-text table of a report's headline figures (what the CLI prints)."""
+    def num(x: Any, fmt: str = "{:.4f}") -> str:
+        return "n/a" if x is None else fmt.format(x)
+
+    cond, colour, inc = report["conditioning"], report["colour"], report["inception"]
+    chance = cond["chance"]
+    s = report["sampling"]
+    rows = [
+        ("samples", f"{report['num_samples']} ({s['sampler']}, {s['steps']} steps, guidance {s['guidance_scale']:g}, "
+                    f"seed {report['seed']}) vs {report['num_real']} real"),
+        ("held-out loss", _heldout_text(report["heldout_loss"])),
+        ("top-1 / top-5", f"{num(cond['top1'], '{:.3f}')} / {num(cond['top_k'], '{:.3f}')}"
+                          f"   (chance {num(chance['top1'], '{:.3f}')} / {num(chance['top_k'], '{:.3f}')})"),
+        ("type exact / overlap", f"{num(cond['type_exact'], '{:.3f}')} / {num(cond['type_overlap'], '{:.3f}')}"
+                                 f"   (chance {num(chance['type_exact'], '{:.3f}')} / "
+                                 f"{num(chance['type_overlap'], '{:.3f}')})"),
+        *_split_rows(cond, num),
+        ("colour following", _colour_text(report.get("colour_following", {}), num)),
+        ("colour moments L2", f"{num(colour['moments_l2'], '{:.2f}')} (0-255)   histogram TV "
+                              f"{num(colour['histogram_tv'], '{:.3f}')}"),
+    ]
+    if "skipped" in inc:
+        rows.append(("FID / KID", f"skipped: {inc['skipped']}"))
+    else:
+        kid = inc["kid"]
+        text = f"{num(inc['fid'], '{:.2f}')} / {num(kid['mean'], '{:.5f}')} ± {num(kid['std'], '{:.5f}')}"
+        if "warning" in inc:
+            text += "   (random weights: code path only)"
+        rows.append(("FID / KID", text))
+    sweep = sorted(report.get("guidance_sweep", []), key=lambda p: p["guidance_scale"])
+    if len(sweep) > 1:
+        rows += [(f"guidance {p['guidance_scale']:g}", _sweep_text(p, num)) for p in sweep]
+    width = max(len(name) for name, _ in rows)
+    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _heldout_text(heldout: Dict[str, Any]) -> str:
+    if "skipped" in heldout:
+        return f"skipped: {heldout['skipped']}"
+    value = heldout.get("loss")
+    return "n/a" if value is None else f"{value:.5f}"
+
+
+def _split_rows(cond: Dict[str, Any], num) -> list:
+    rows = []
+    for split, label in (("train", "top-1 / top-5 train"), ("heldout", "top-1 / top-5 held-out")):
+        part = cond.get(split)
+        if part and part.get("num_samples"):
+            rows.append((label, f"{num(part['top1'], '{:.3f}')} / {num(part['top_k'], '{:.3f}')}   (chance "
+                                f"{num(part['chance']['top1'], '{:.3f}')} / {num(part['chance']['top_k'], '{:.3f}')}"
+                                f", {part['num_samples']} samples)"))
+    return rows
+
+
+def _colour_text(result: Dict[str, Any], num) -> str:
+    if "skipped" in result or not result:
+        return f"skipped: {result.get('skipped', 'not measured')}"
+    return (f"{num(result['accuracy'], '{:.3f}')} (in top 2: {num(result['accuracy_top2'], '{:.3f}')})   chance "
+            f"{num(result['chance_uniform'], '{:.3f}')} uniform / {num(result['chance_shuffled'], '{:.3f}')} "
+            f"shuffled, {result['num_samples']} samples")
+
+
+def _sweep_text(point: Dict[str, Any], num) -> str:
+    cond = point["conditioning"]
+    text = f"top-1 {num(cond['all']['top1'], '{:.3f}')}"
+    for split in ("train", "heldout"):
+        if cond.get(split, {}).get("num_samples"):
+            text += f" ({split} {num(cond[split]['top1'], '{:.3f}')})"
+    colour = point.get("colour_following")
+    if colour:
+        text += f", colour {num(colour['accuracy'], '{:.3f}')} (chance {num(colour['chance_shuffled'], '{:.3f}')})"
+    return text

@@ -1,0 +1,123 @@
+"""``train --init SOURCE``: start a run from trained weights (fine-tuning) instead of random ones.
+
+SOURCE is ``reference`` (the shipped model, ``pretrained.py``) or a run folder. The new run gets
+the source's model AND EMA weights; its optimizer, step (0), learning-rate schedule, data stream
+and random generator start fresh, as when a pretrained diffusion model is adapted to new images.
+
+* A run folder with checkpoints gives its newest checkpoint's raw and EMA weights.
+* A folder with only ``ema_model.keras`` (the shipped reference) gives the EMA weights to both.
+
+The model config must be the source's (``text_dim`` included) and the dataset's text encoder the
+source's; anything else is refused with one line naming the difference. The diffusion config
+may differ (a new schedule is a legitimate fine-tuning choice); it is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, Optional, Tuple
+
+from ..config import RunConfig
+from ..errors import CheckpointError, ConfigError
+from ..run_dir import CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, EncoderInfo, read_encoder_info
+
+logger = logging.getLogger(__name__)
+
+REFERENCE = "reference"
+
+
+def init_dir(source: Any) -> Path:
+    """The folder ``--init`` names: the shipped reference (checksums verified) or a run folder.
+
+    Raises:
+        CheckpointError: no such folder, or it holds no config.json / model to start from.
+    """
+    if str(source) == REFERENCE:
+        from ..pretrained import pretrained_dir, read_manifest
+
+        read_manifest()  # a damaged copy fails here, in one line
+        return pretrained_dir()
+    folder = Path(source)
+    if not folder.is_dir():
+        raise CheckpointError(f"--init: got {str(source)!r}, which is not a folder; allowed: reference | a run "
+                              "folder written by `train`")
+    has_weights = (folder / EMA_MODEL_FILE).is_file() or (folder / CHECKPOINT_DIR).is_dir()
+    if not (folder / CONFIG_FILE).is_file() or not has_weights:
+        raise CheckpointError(f"--init: {folder} holds no trained run (needs {CONFIG_FILE} and "
+                              f"{EMA_MODEL_FILE} or {CHECKPOINT_DIR}/); allowed: reference | a run folder")
+    return folder
+
+
+def init_config(source: Any) -> RunConfig:
+    """The RunConfig the source was trained with (``train`` starts from its model and diffusion parts)."""
+    folder = init_dir(source)
+    try:
+        return RunConfig.load(folder / CONFIG_FILE)
+    except ConfigError as exc:
+        raise CheckpointError(f"--init: cannot read {folder / CONFIG_FILE}: {exc}") from None
+
+
+def check_init(source: Any, config: RunConfig, encoder: EncoderInfo) -> Path:
+    """The source folder, after checking that ``config`` and the dataset's encoder fit it.
+
+    Raises:
+        ConfigError: the model config differs (one line listing each differing field).
+        EncoderError: the dataset was embedded with another encoder than the source.
+        CheckpointError: see :func:`init_dir`.
+    """
+    folder = init_dir(source)
+    saved = init_config(folder)
+    if (folder / ENCODER_FILE).is_file():
+        read_encoder_info(folder / ENCODER_FILE).check(encoder.name, encoder.dim, "the dataset's text encoder")
+    diff = _differences(saved.model.to_dict(), config.model.to_dict())
+    if diff:
+        shown = ", ".join(f"model.{k}: {a!r} in {folder.name}, {b!r} now" for k, (a, b) in diff.items())
+        raise ConfigError(f"--init {source}: the model config differs ({shown}); allowed: the source's model "
+                          "config (drop those options, or train from scratch without --init)")
+    changed = _differences(saved.diffusion.to_dict(), config.diffusion.to_dict())
+    if changed:
+        logger.info("--init: diffusion config changed from the source: %s",
+                    ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
+    return folder
+
+
+def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
+    return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)}
+
+
+def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
+    """Copy the source's weights into ``trainer.model`` and ``trainer.ema_model``; returns what was used.
+
+    ``folder`` None (no ``--init``) does nothing and returns None.
+
+    Raises:
+        CheckpointError: the weights cannot be read or do not fit the model.
+    """
+    if folder is None:
+        return None
+    import tensorflow as tf
+
+    checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
+    if checkpoint:
+        # only the two weight lists of the training checkpoint (see checkpoint.py), nothing else
+        partial = tf.train.Checkpoint(model_variables=list(trainer.model.variables),
+                                      ema_variables=list(trainer.ema_model.variables))
+        try:
+            partial.restore(checkpoint).expect_partial().assert_existing_objects_matched()
+        except (AssertionError, ValueError, tf.errors.OpError) as exc:
+            raise CheckpointError(f"--init: cannot restore {checkpoint} into this model: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        logger.info("--init: model and EMA weights from %s", checkpoint)
+        return checkpoint
+    from ..run_dir import load_run
+
+    weights = load_run(folder).model.get_weights()
+    try:
+        trainer.model.set_weights(weights)
+        trainer.ema_model.set_weights(weights)
+    except ValueError as exc:
+        raise CheckpointError(f"--init: {folder / EMA_MODEL_FILE} does not fit this model: "
+                              f"{str(exc).splitlines()[0]}") from None
+    logger.info("--init: model and EMA weights from %s", folder / EMA_MODEL_FILE)
+    return str(folder / EMA_MODEL_FILE)
