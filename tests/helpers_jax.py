@@ -45,6 +45,10 @@ def _site_dir() -> str:
 def python_env(backend: str = "jax", block: Sequence[str] = ("tensorflow",), devices: int = 1) -> dict:
     env = dict(os.environ, KERAS_BACKEND=backend, POKEMON_DIFFUSION_PROGRESS="0", TF_CPP_MIN_LOG_LEVEL="3",
                PYTHONPATH=os.pathsep.join([_site_dir(), str(ROOT), str(TESTS)]), **{BLOCK_ENV: ",".join(block)})
+    # one persistent compilation cache for the session: every tiny run compiles the same step,
+    # and a new JaxTrainer is a new jit (measured: the 3 + 3 resume test went from 91 s to ~40 s)
+    env.update(JAX_COMPILATION_CACHE_DIR=str(Path(_site_dir()) / "jax_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
+               JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES="0")
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
