@@ -108,9 +108,9 @@ class JaxTrainer:
                              "ema_trainable": [jnp.array(a) for a in trainable],
                              "ema_non_trainable": [jnp.array(a) for a in non_trainable]}
         self.base_key = jax.random.PRNGKey(tc.seed)
-        # CPU cannot reuse donated buffers (and warns); elsewhere donation halves the state's memory
-        donate = (0,) if self.devices[0].platform != "cpu" else ()
-        self._step = jax.jit(self._train_step, donate_argnums=donate)
+        # no buffer donation: the first state shares its buffers with the Keras variables, and a
+        # few copies of a U-Net's state are small next to a GPU's memory
+        self._step = jax.jit(self._train_step)
         self._evaluate = jax.jit(self._eval_losses)
         self._export_model: Optional[Any] = None
 
