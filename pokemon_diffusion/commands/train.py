@@ -117,6 +117,20 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                           train=config.train.replace(**changes["train"]))
 
 
+class _NoTensorFlow:
+    """An import hook that makes ``import tensorflow`` fail, for ``--backend jax`` processes.
+
+    Why: Keras on JAX imports TensorFlow when it is installed (``tf.available`` checks while
+    saving a model): seconds of start-up, its memory and its C++ log lines, in a process that
+    must run where TensorFlow is absent. Keras treats the ImportError as "not installed".
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("TensorFlow is kept out of `train --backend jax` processes")
+        return None
+
+
 def _on_jax_already() -> bool:
     """Keras fixes its backend at import: JAX in this process only if it is (or will be) Keras' backend."""
     if os.environ.get("KERAS_BACKEND") != "jax":
@@ -151,6 +165,8 @@ def run(args) -> int:
     if getattr(args, "backend", "tensorflow") == "jax":
         if not _on_jax_already():
             return _rerun_on_jax(args, config)
+        if "tensorflow" not in sys.modules:
+            sys.meta_path.insert(0, _NoTensorFlow())
         from ..training.jax_loop import train
     else:
         from ..training.loop import train
