@@ -60,7 +60,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
     try:
-        if args.command in TENSORFLOW_COMMANDS and not args.verbose:
+        on_jax = getattr(args, "backend", None) == "jax"  # `train --backend jax` never imports TensorFlow
+        if args.command in TENSORFLOW_COMMANDS and not args.verbose and not on_jax:
             start_tensorflow_quietly()  # -v keeps TensorFlow's own start-up lines
         return int(args.func(args) or 0)
     except PokemonDiffusionError as exc:

@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any, Dict
 
@@ -18,6 +22,8 @@ from ..errors import ConfigError
 from ._args import add_seed_argument, choice_help, float_range, int_range, positive_int
 
 log = logging.getLogger(__name__)
+
+BACKENDS = ("tensorflow", "jax")
 
 
 # flag dest -> (config part, field)
@@ -79,6 +85,10 @@ def add_parser(subparsers):
     parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
                         help="recompute each ResBlock in the backward pass instead of keeping its activations: "
                              "~half the peak memory at 64x64, a slower step (default off)")
+    parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
+                        help="tensorflow (default), or jax: Keras 3 on JAX, for machines with JAX and no "
+                             "TensorFlow; DIR may then also be a packed .npz (benchmarks/pack_dataset.py); "
+                             "the run folder is the same, its checkpoints are .npz files")
     parser.set_defaults(func=run)
     return parser
 
@@ -120,9 +130,62 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
                           train=config.train.replace(**changes["train"]))
 
 
+class _NoTensorFlow:
+    """An import hook that makes ``import tensorflow`` fail, for ``--backend jax`` processes.
+
+    Why: Keras on JAX imports TensorFlow when it is installed (``tf.available`` checks while
+    saving a model): seconds of start-up, its memory and its C++ log lines, in a process that
+    must run where TensorFlow is absent. Keras treats the ImportError as "not installed".
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ImportError("TensorFlow is kept out of `train --backend jax` processes")
+        return None
+
+
+def _on_jax_already() -> bool:
+    """Keras fixes its backend at import: JAX in this process only if it is (or will be) Keras' backend."""
+    if os.environ.get("KERAS_BACKEND") != "jax":
+        return False
+    keras = sys.modules.get("keras")
+    return keras is None or keras.backend.backend() == "jax"
+
+
+def _rerun_on_jax(args, config: RunConfig) -> int:
+    """Run this command again in a child process with ``KERAS_BACKEND=jax`` and the resolved config.
+
+    The child owns the terminal's Ctrl-C (it saves a checkpoint); a SIGTERM sent to this process is
+    passed on to it. Returns the child's exit code.
+    """
+    verbosity = ["-q"] if args.quiet else ["-v"] * args.verbose
+    argv = [sys.executable, "-m", "pokemon_diffusion", *verbosity, "train", "--backend", "jax", "--data",
+            str(args.data), "--out", str(args.out), "--config", config.to_json()] + (["--resume"] if args.resume else [])
+    env = dict(os.environ, KERAS_BACKEND="jax")
+    log.debug("re-running on JAX: %s", " ".join(argv[:8]))
+    child = subprocess.Popen(argv, env=env)
+    previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                signal.SIGTERM: signal.signal(signal.SIGTERM, lambda signum, frame: child.send_signal(signum))}
+    try:
+        return child.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def run(args) -> int:
     config = resolve_config(args)  # bad options fail here, before TensorFlow is imported
-    from ..training.loop import train
+    if getattr(args, "backend", "tensorflow") == "jax":
+        if args.init is not None:
+            raise ConfigError("--init: got it with --backend jax; allowed: --init with the tensorflow backend "
+                              "(fine-tuning from a run is not on the JAX path yet)")
+        if not _on_jax_already():
+            return _rerun_on_jax(args, config)
+        if "tensorflow" not in sys.modules:
+            sys.meta_path.insert(0, _NoTensorFlow())
+        from ..training.jax_loop import train
+    else:
+        from ..training.loop import train
 
     log.debug("config: %s", json.dumps(config.to_dict()))
     result = train(args.data, args.out, config, resume=args.resume, init=args.init)
@@ -134,7 +197,8 @@ def run(args) -> int:
         summary += f", held-out loss {result.val_loss:.4f}"
     print(f"{summary}; EMA model: {result.model_path}")
     if result.stopped == "interrupted":
+        backend = " --backend jax" if getattr(args, "backend", "tensorflow") == "jax" else ""
         print(f"interrupted: checkpoint saved; continue with: pokemon-diffusion train --data {args.data} "
-              f"--out {args.out} --resume")
+              f"--out {args.out} --resume{backend}")
         return EXIT_INTERRUPTED
     return 0

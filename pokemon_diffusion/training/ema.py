@@ -16,6 +16,8 @@ from typing import Any, List, Tuple
 
 import tensorflow as tf
 
+from . import objective
+
 
 def ema_decay(num_updates: Any, max_decay: float) -> tf.Tensor:
     """The decay of update number ``num_updates`` (0-based): ``min(max_decay, (1 + n) / (10 + n))``.
@@ -24,8 +26,7 @@ def ema_decay(num_updates: Any, max_decay: float) -> tf.Tensor:
         >>> [round(float(ema_decay(n, 0.999)), 4) for n in (0, 10, 10_000)]
         [0.1, 0.55, 0.999]
     """
-    n = tf.cast(num_updates, tf.float32)
-    return tf.minimum(tf.constant(max_decay, tf.float32), (1.0 + n) / (10.0 + n))
+    return objective.ema_decay(num_updates, max_decay)  # shared with the JAX trainer
 
 
 class ExponentialMovingAverage:
@@ -66,8 +67,7 @@ class ExponentialMovingAverage:
         """
         d = ema_decay(num_updates, self.decay)
         for shadow, source in self.averaged:
-            # shadow − (1 − d)(shadow − value) is the same average with one fewer multiply
-            shadow.assign_sub(tf.cast(1.0 - d, shadow.dtype) * (shadow - tf.cast(source, shadow.dtype)))
+            shadow.assign(objective.ema_update(shadow, source, d))
         for shadow, source in self.copied:
             shadow.assign(source)
         return d

@@ -12,7 +12,7 @@ import math
 from typing import Any, Dict
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 LR_SCHEDULES = ("cosine", "constant")
 
@@ -55,17 +55,18 @@ class WarmupCosineDecay(keras.optimizers.schedules.LearningRateSchedule):
         self.final_lr = float(final_lr)
         self.decay = decay
 
-    def __call__(self, step: Any) -> tf.Tensor:
-        step = tf.cast(step, tf.float32)
-        peak = tf.constant(self.peak_lr, tf.float32)
+    def __call__(self, step: Any) -> Any:
+        # keras.ops, not tf: the JAX trainer evaluates the schedule inside its jitted step
+        step = ops.cast(step, "float32")
+        peak = ops.convert_to_tensor(self.peak_lr, "float32")
         warm = peak * (step + 1.0) / float(max(self.warmup_steps, 1))
         if self.decay == "constant":
             after = peak
         else:
             span = float(max(self.total_steps - self.warmup_steps, 1))
-            progress = tf.clip_by_value((step - self.warmup_steps) / span, 0.0, 1.0)
-            after = self.final_lr + (self.peak_lr - self.final_lr) * 0.5 * (1.0 + tf.cos(math.pi * progress))
-        return tf.where(step < self.warmup_steps, warm, after)
+            progress = ops.clip((step - self.warmup_steps) / span, 0.0, 1.0)
+            after = self.final_lr + (self.peak_lr - self.final_lr) * 0.5 * (1.0 + ops.cos(math.pi * progress))
+        return ops.where(step < self.warmup_steps, warm, after)
 
     def get_config(self) -> Dict[str, Any]:
         return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "warmup_steps": self.warmup_steps,

@@ -27,13 +27,13 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import RunConfig, TrainConfig
-from ..diffusion.schedule import make_schedule, q_sample, training_target
+from ..diffusion.schedule import make_schedule
 from ..diffusion.weighting import loss_weights
 from ..errors import ConfigError, PokemonDiffusionError
 from ..run_dir import save_model_atomic
 from .distribute import dtype_policy, make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
-from .lr_schedule import WarmupCosineDecay
+from .objective import held_out_loss, make_optimizer, null_condition, per_example_loss, q_sample, training_target
 
 logger = logging.getLogger(__name__)
 
@@ -42,15 +42,6 @@ EVAL_MAX_IMAGES = 256  # held-out images used for the validation loss (a fixed s
 
 class TrainingDivergedError(PokemonDiffusionError):
     """The training loss (or gradient) became NaN or infinite; the last good checkpoint is kept."""
-
-
-def null_condition(text: tf.Tensor, drop: tf.Tensor) -> tf.Tensor:
-    """Replace the embeddings where ``drop`` is True by the null (all-zeros) embedding.
-
-    The project's guidance contract: the unconditional input is the zero vector, in training
-    (with probability ``cond_drop``) and in the samplers' unconditional branch.
-    """
-    return tf.where(tf.reshape(drop, [-1, 1]), tf.zeros_like(text), text)
 
 
 def example_draws(key: tf.Tensor, index: tf.Tensor, image_shape: Tuple[int, ...], timesteps: int,
@@ -81,33 +72,7 @@ def denoising_loss(target: tf.Tensor, prediction: tf.Tensor, global_batch: tf.Te
     """This share of the simple loss ‖target − f_θ‖² (DDPM eq. 14), each image's mean weighted by
     its timestep's weight (1, or Min-SNR-γ), summed over the local examples and divided by the
     GLOBAL batch size, so replica shares add up to the mean."""
-    per_example = tf.reduce_mean(tf.square(target - tf.cast(prediction, tf.float32)), axis=[1, 2, 3])
-    return tf.reduce_sum(per_example * weights) / global_batch
-
-
-def make_optimizer(config: TrainConfig, total_steps: int, model: Any, loss_scaling: bool = False):
-    """AdamW with the warm-up + cosine schedule; no weight decay on biases and norm scales.
-
-    Gradient clipping is done by the train step (after the cross-replica sum), not by the
-    optimizer: Keras clips before its own all-reduce, i.e. per replica.
-
-    Args:
-        config: learning rate, warm-up, schedule, weight decay.
-        total_steps: the step where the cosine ends.
-        model: the model whose 0-d/1-d variables are excluded from weight decay.
-        loss_scaling: wrap in a dynamic ``LossScaleOptimizer`` (float16 training).
-
-    Returns:
-        A Keras optimizer (not yet built).
-    """
-    schedule = WarmupCosineDecay(config.learning_rate, total_steps, config.warmup_steps, 0.0, config.lr_schedule)
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay,
-                                       beta_1=0.9, beta_2=0.999, epsilon=1e-8)
-    # decaying biases and norm gains towards 0 only hurts (the usual practice since BERT)
-    optimizer.exclude_from_weight_decay(var_list=[v for v in model.trainable_variables if len(v.shape) <= 1])
-    if loss_scaling:
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    return optimizer
+    return tf.reduce_sum(per_example_loss(target, prediction) * weights) / global_batch
 
 
 class Trainer:
@@ -202,8 +167,8 @@ class Trainer:
         # 2. classifier-free guidance training: some captions become the null condition
         text = null_condition(text, drop)
         # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
-        x_t = q_sample(self.schedule, images, t, noise)
-        target = training_target(self.schedule, images, t, noise)
+        x_t = q_sample(self.schedule.alphas_cumprod, images, t, noise)
+        target = training_target(self.schedule.alphas_cumprod, self.schedule.prediction, images, t, noise)
         # the loss is a mean over the GLOBAL batch (summed across replicas), whatever the split
         global_batch = tf.cast(tf.shape(images)[0], tf.float32)
         if self.replicas > 1:
@@ -267,14 +232,13 @@ class Trainer:
             h, w, c = self.image_shape
             dim = self.config.model.text_dim
             spec = [tf.TensorSpec([None, h, w, c], tf.float32), tf.TensorSpec([None], tf.int32),
-                    tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([2], tf.int64)]
+                    tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None, h, w, c], tf.float32)]
 
-            def evaluate(x0, t, text, key):
-                noise = tf.random.stateless_normal(tf.shape(x0), key)
-                x_t = q_sample(self.schedule, x0, t, noise)
-                target = training_target(self.schedule, x0, t, noise)
-                prediction = tf.cast(model([x_t, t, text], training=False), tf.float32)
-                return tf.reduce_mean(tf.square(target - prediction), axis=[1, 2, 3])
+            def evaluate(x0, t, text, noise):
+                abar = self.schedule.alphas_cumprod
+                x_t = q_sample(abar, x0, t, noise)
+                target = training_target(abar, self.schedule.prediction, x0, t, noise)
+                return per_example_loss(target, model([x_t, t, text], training=False))
 
             self._eval_fns[which] = tf.function(evaluate, input_signature=spec, autograph=False)
         return self._eval_fns[which]
@@ -296,20 +260,9 @@ class Trainer:
         Returns:
             ``(mean loss, {t: mean loss at t})``.
         """
-        t_grid = np.unique(np.round(np.linspace(0, self.schedule.timesteps - 1, timesteps)).astype(np.int32))
-        fn = self._eval_fn(which)
-        # converted once, not once per t
-        batches = [(tf.constant(images[start:start + batch_size]), tf.constant(embeddings[start:start + batch_size]))
-                   for start in range(0, len(images), batch_size)]
-        per_t: Dict[int, float] = {}
-        for t_value in t_grid:
-            losses = []
-            for b, (x0, text) in enumerate(batches):
-                key = tf.constant([seed, int(t_value) * 1_000_003 + b], tf.int64)  # fixed per (t, batch)
-                t = tf.fill([tf.shape(x0)[0]], tf.constant(int(t_value), tf.int32))
-                losses.append(fn(x0, t, text, key).numpy())
-            per_t[int(t_value)] = float(np.mean(np.concatenate(losses)))
-        return float(np.mean(list(per_t.values()))), per_t
+        # the grid, the noise (NumPy) and the loop are shared with the JAX trainer (objective.py)
+        return held_out_loss(self._eval_fn(which), images, embeddings, timesteps=self.schedule.timesteps,
+                             points=timesteps, seed=seed, batch_size=batch_size)
 
     # -- reading state ----------------------------------------------------------------------
 

@@ -1,0 +1,133 @@
+"""Training data for the JAX path, with NumPy only (no ``tf.data``: it runs where TensorFlow is absent).
+
+Two sources give the same arrays: a dataset folder (read with ``data.dataset.load_examples`` and
+split with ``split_by_pokemon``, as the TensorFlow loop does; needs OpenCV) or one packed ``.npz``
+(``benchmarks/pack_dataset.py``: uint8 images, embeddings, that same split and the encoder's
+identity; needs NumPy only, for machines without OpenCV).
+
+The stream mirrors ``make_dataset``'s contract: a seeded permutation per epoch, a horizontal flip
+decided per stream position, and any position as a start (``--resume``). Each batch element
+carries its stream position, from which the step draws its noise. The order itself differs from
+``tf.data``'s shuffle (another generator).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, Tuple
+
+import numpy as np
+
+from ..config import RunConfig
+from ..errors import DataError
+from ..run_dir import EncoderInfo
+
+logger = logging.getLogger(__name__)
+
+PACK_KEYS = ("images", "embeddings", "train", "val", "meta")
+
+
+@dataclass
+class TrainingData:
+    """Images as uint8 ``(N, H, W, 3)``, embeddings ``(N, dim)``, the split and the encoder."""
+
+    images: np.ndarray
+    embeddings: np.ndarray
+    train: np.ndarray
+    val: np.ndarray
+    encoder: EncoderInfo
+
+    def held_out(self, limit: int) -> Tuple[np.ndarray, np.ndarray]:
+        """The first ``limit`` held-out examples as float32 images in [-1, 1] (as ``load_examples`` gives)."""
+        idx = self.val[:limit]
+        return self.images[idx].astype(np.float32) / 127.5 - 1.0, self.embeddings[idx]
+
+
+def _from_folder(folder: Path, config: RunConfig) -> TrainingData:
+    from ..data.dataset import load_examples, read_embeddings_info, split_by_pokemon  # OpenCV: folders only
+
+    info = read_embeddings_info(folder)
+    if info is None:
+        raise DataError(f"{folder} has no embeddings.json: embed the captions first "
+                        f"(`pokemon-diffusion embed --data {folder}`)")
+    size = config.model.image_size
+    examples = load_examples(folder, (size, size))
+    train, val = split_by_pokemon(examples.entries, config.train.val_fraction, config.train.seed)
+    images = np.clip(np.rint((examples.images + 1.0) * 127.5), 0, 255).astype(np.uint8)  # exact: pixel/127.5 - 1
+    return TrainingData(images, examples.embeddings, train, val, EncoderInfo(info["name"], int(info["dim"])))
+
+
+def _from_pack(path: Path, config: RunConfig) -> TrainingData:
+    try:
+        with np.load(path, allow_pickle=False) as pack:
+            arrays: Dict[str, np.ndarray] = {k: pack[k] for k in PACK_KEYS}
+        meta = json.loads(str(arrays["meta"]))
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read the packed dataset {path}: {exc!r}; allowed: an .npz from "
+                        f"benchmarks/pack_dataset.py with {', '.join(PACK_KEYS)}") from None
+    size, tc = config.model.image_size, config.train
+    images = arrays["images"]
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[1:3] != (size, size):
+        raise DataError(f"{path}: images {images.shape} {images.dtype}; allowed: uint8 (N, {size}, {size}, 3) "
+                        f"for --image-size {size} (pack again with --size {size})")
+    if (meta.get("seed"), meta.get("val_fraction")) != (tc.seed, tc.val_fraction):
+        raise DataError(f"{path} holds the split of seed {meta.get('seed')} and val_fraction "
+                        f"{meta.get('val_fraction')}; this run has {tc.seed} and {tc.val_fraction} (pack again)")
+    return TrainingData(images, arrays["embeddings"].astype(np.float32), arrays["train"].astype(np.int64),
+                        arrays["val"].astype(np.int64), EncoderInfo(str(meta["encoder"]), int(meta["dim"])))
+
+
+def load_training_data(source, config: RunConfig) -> TrainingData:
+    """Read a dataset folder or a packed ``.npz`` (see the module docstring).
+
+    Raises:
+        DataError: the source is missing, unreadable, or packed for another image size or split.
+    """
+    source = Path(source)
+    if source.is_dir():
+        data = _from_folder(source, config)
+    elif source.is_file():
+        data = _from_pack(source, config)
+    else:
+        raise DataError(f"dataset not found: {source}; allowed: a dataset folder (`pokemon-diffusion collect`) "
+                        "or a packed .npz (benchmarks/pack_dataset.py)")
+    if not len(data.train):
+        raise DataError(f"{source}: no training images after the held-out split")
+    return data
+
+
+class BatchStream:
+    """Batches of ``(uint8 images, flip mask, embeddings, stream positions)`` from the training split.
+
+    Position p is element ``p mod n`` of epoch ``p // n``'s permutation (seeded by ``(seed, epoch)``);
+    its flip is drawn from ``(seed, epoch, 1)``. So the stream depends on the seed only and starts
+    anywhere.
+    """
+
+    def __init__(self, data: TrainingData, batch_size: int, *, seed: int, flip: bool, start: int = 0) -> None:
+        self.images, self.embeddings = data.images[data.train], data.embeddings[data.train]
+        self.n, self.batch_size, self.seed, self.flip = len(self.images), int(batch_size), int(seed), bool(flip)
+        self.position = int(start)
+        self._epoch = -1
+        self._order = self._flips = np.zeros(0)
+
+    def _load_epoch(self, epoch: int) -> None:
+        self._epoch = epoch
+        self._order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+        self._flips = np.random.default_rng([self.seed, epoch, 1]).random(self.n) < 0.5
+
+    def next(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        positions = np.arange(self.position, self.position + self.batch_size, dtype=np.int64)
+        ids, flips = np.empty(self.batch_size, np.int64), np.zeros(self.batch_size, bool)
+        for epoch in np.unique(positions // self.n):  # a batch may straddle two epochs
+            if epoch != self._epoch:
+                self._load_epoch(int(epoch))
+            mask = positions // self.n == epoch
+            slots = positions[mask] % self.n
+            ids[mask] = self._order[slots]
+            flips[mask] = self._flips[slots] & self.flip
+        self.position += self.batch_size
+        return self.images[ids], flips, self.embeddings[ids], positions

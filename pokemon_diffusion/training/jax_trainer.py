@@ -1,0 +1,242 @@
+"""The JAX train step: one ``jax.jit`` over ``model.stateless_call`` and ``optimizer.stateless_apply``.
+
+Needs ``KERAS_BACKEND=jax`` (Keras fixes its backend per process; ``train --backend jax`` re-runs
+itself with it) and never imports TensorFlow: this is the path for machines that have JAX and no
+TensorFlow. The maths (q_sample, targets, loss, null condition, EMA, clipping, AdamW with the
+warm-up + cosine schedule) is :mod:`.objective`, shared with the TensorFlow :class:`~.trainer.Trainer`;
+what is JAX's lives here: the state (plain arrays), the gradients, the compilation, and the
+spreading of a batch over devices (``keras.distribution.DataParallel``).
+
+Randomness. Every example's (t, ε, guidance drop) comes from ``fold_in(fold_in(seed key, step),
+stream position)``: nothing random is carried in the state, the draws do not depend on how a batch
+is split across devices, and a resumed run draws exactly what an uninterrupted one would. The
+draws differ from the TensorFlow trainer's (another generator); the distributions are the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+import jax
+import jax.numpy as jnp
+import keras
+import numpy as np
+
+from ..config import RunConfig
+from ..errors import CheckpointError, ConfigError
+from ..diffusion.weighting import loss_weights
+from ..run_dir import save_model_atomic
+from .objective import (alphas_cumprod_table, clip_by_global_norm, ema_decay, ema_update, held_out_loss,
+                        make_optimizer, null_condition, per_example_loss, q_sample, training_target)
+
+logger = logging.getLogger(__name__)
+
+STATE_PARTS = ("trainable", "non_trainable", "optimizer", "ema_trainable", "ema_non_trainable")
+State = Dict[str, List[Any]]
+
+
+@contextlib.contextmanager
+def _dtype_policy(name: str):
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def _is_float(array: Any) -> bool:
+    return jnp.issubdtype(array.dtype, jnp.floating)
+
+
+def devices_for(strategy: str) -> List[Any]:
+    """The devices of a ``TrainConfig.strategy`` on JAX: "one" = the first, "auto"/"mirrored" = all local ones.
+
+    Raises:
+        ConfigError: "multiworker" (several hosts), which this path does not do.
+    """
+    if strategy == "multiworker":
+        raise ConfigError("TrainConfig.strategy: got 'multiworker'; allowed on --backend jax: auto | one | mirrored "
+                          "(one host; the TensorFlow backend trains on several)")
+    return jax.local_devices()[:1] if strategy == "one" else jax.local_devices()
+
+
+class JaxTrainer:
+    """Model, optimizer, the training state as arrays, and the jitted train and eval functions.
+
+    Args:
+        config: the run's configs; ``config.model.text_dim`` must match the embeddings.
+        total_steps: the step budget (ends the cosine learning-rate schedule).
+        devices: JAX devices to spread each batch over (``DataParallel``); None = ``devices_for(strategy)``.
+        model_fn: builds a model from a ModelConfig; None = ``build_unet``.
+
+    Raises:
+        ConfigError: Keras is not on the JAX backend, or the batch does not split evenly over the devices.
+    """
+
+    def __init__(self, config: RunConfig, total_steps: int, *, devices: Optional[Sequence[Any]] = None,
+                 model_fn: Optional[Callable[[Any], Any]] = None) -> None:
+        if keras.backend.backend() != "jax":
+            raise ConfigError(f"JaxTrainer: Keras runs on {keras.backend.backend()!r}; allowed: 'jax' "
+                              "(set KERAS_BACKEND=jax before Keras is imported)")
+        if model_fn is None:
+            from ..model.unet import build_unet as model_fn
+        tc = config.train
+        self.config, self.total_steps, self.model_fn = config, int(total_steps), model_fn
+        self.devices = list(devices) if devices else devices_for(tc.strategy)
+        if tc.batch_size % len(self.devices):
+            raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: a multiple of the number "
+                              f"of devices ({len(self.devices)}), so each gets the same share")
+        self.distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
+        self.policy = "mixed_bfloat16" if tc.mixed_precision else "float32"
+        self.alphas_cumprod = alphas_cumprod_table(config.diffusion)
+        self.prediction = config.diffusion.prediction
+        # per-timestep loss weights: 1, or Min-SNR-γ (Hang et al. 2023), as in the TensorFlow step
+        self.loss_weights = loss_weights(self.alphas_cumprod, self.prediction, config.train.loss_weighting,
+                                         config.train.min_snr_gamma)
+        size, channels = config.model.image_size, config.model.channels
+        self.image_shape = (size, size, channels)
+        with self._scope():
+            with _dtype_policy(self.policy):
+                self.model = model_fn(config.model)
+            self.optimizer = make_optimizer(tc, self.total_steps, self.model)
+            self.optimizer.build(self.model.trainable_variables)
+        trainable = [v.value for v in self.model.trainable_variables]
+        non_trainable = [v.value for v in self.model.non_trainable_variables]
+        # the EMA starts as a copy of the initial weights (as the TensorFlow trainer's)
+        self.state: State = {"trainable": trainable, "non_trainable": non_trainable,
+                             "optimizer": [v.value for v in self.optimizer.variables],
+                             "ema_trainable": [jnp.array(a) for a in trainable],
+                             "ema_non_trainable": [jnp.array(a) for a in non_trainable]}
+        self.base_key = jax.random.PRNGKey(tc.seed)
+        # no buffer donation: the first state shares its buffers with the Keras variables, and a
+        # few copies of a U-Net's state are small next to a GPU's memory
+        self._step = jax.jit(self._train_step)
+        self._evaluate = jax.jit(self._eval_losses)
+        self._export_model: Optional[Any] = None
+
+    def _scope(self):
+        return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
+
+    # -- the train step ---------------------------------------------------------------------
+
+    def _draws(self, key: Any, index: Any) -> Tuple[Any, Any, Any]:
+        """Per-example (t, ε, drop) keyed by (step key, stream position)."""
+        timesteps, cond_drop = len(self.alphas_cumprod), self.config.train.cond_drop
+
+        def one(position):
+            k_t, k_noise, k_drop = jax.random.split(jax.random.fold_in(key, position), 3)
+            t = jax.random.randint(k_t, (), 0, timesteps, dtype=jnp.int32)
+            return t, jax.random.normal(k_noise, self.image_shape, jnp.float32), jax.random.uniform(k_drop) < cond_drop
+
+        return jax.vmap(one)(index)
+
+    def _train_step(self, state: State, pixels: Any, flips: Any, text: Any, index: Any, step: Any):
+        tc = self.config.train
+        # 0. uint8 pixels -> [-1, 1], mirrored where the data stream said so (cheaper to send uint8)
+        images = pixels.astype(jnp.float32) / 127.5 - 1.0
+        images = jnp.where(flips[:, None, None, None], images[:, :, ::-1, :], images)
+        # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
+        t, noise, drop = self._draws(jax.random.fold_in(self.base_key, step), index)
+        # 2. classifier-free guidance training: some captions become the null condition
+        text = null_condition(text, drop)
+        # 3. x_t (DDPM eq. 4) and the target (ε, or v)
+        x_t = q_sample(self.alphas_cumprod, images, t, noise)
+        target = training_target(self.alphas_cumprod, self.prediction, images, t, noise)
+
+        # 4. the simple loss (DDPM eq. 14), a mean over the global batch, and its gradient
+        def loss_fn(trainable):
+            output, non_trainable = self.model.stateless_call(trainable, state["non_trainable"], [x_t, t, text],
+                                                              training=True)
+            return jnp.mean(per_example_loss(target, output) * jnp.asarray(self.loss_weights)[t]), non_trainable
+
+        (loss, non_trainable), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["trainable"])
+        # 5. clip by the global norm, 6. AdamW (warm-up + cosine learning rate)
+        grads, norm = clip_by_global_norm(grads, tc.grad_clip_norm)
+        trainable, optimizer = self.optimizer.stateless_apply(state["optimizer"], grads, state["trainable"])
+        # 7. EMA of every float variable (BatchNorm statistics too); integer ones (seed states) copied
+        d = ema_decay(step, tc.ema_decay)
+        ema_t = [ema_update(s, v, d) for s, v in zip(state["ema_trainable"], trainable)]
+        ema_nt = [ema_update(s, v, d) if _is_float(v) else v for s, v in zip(state["ema_non_trainable"], non_trainable)]
+        new = {"trainable": trainable, "non_trainable": non_trainable, "optimizer": optimizer,
+               "ema_trainable": ema_t, "ema_non_trainable": ema_nt}
+        return new, loss, jnp.isfinite(loss) & jnp.isfinite(norm)
+
+    def train_step(self, pixels: np.ndarray, flips: np.ndarray, text: np.ndarray, index: np.ndarray,
+                   step: int) -> Tuple[Any, Any]:
+        """One update on a batch (uint8 pixels, flip mask, embeddings, int stream positions) at ``step``.
+
+        Returns:
+            ``(loss, finite)`` as device scalars (not waited for: read them when logging).
+        """
+        batch = [np.asarray(pixels, np.uint8), np.asarray(flips, bool), np.asarray(text, np.float32),
+                 np.asarray(index % 2**31, np.int32)]  # positions wrap at 2^31: JAX has no int64 by default
+        if self.distribution is not None:  # split the batch axis over the devices
+            batch = [jax.device_put(a, self.distribution.get_data_layout(a.shape).backend_layout) for a in batch]
+        self.state, loss, finite = self._step(self.state, *batch, jnp.int32(step))
+        return loss, finite
+
+    # -- evaluation, reading and writing the state ------------------------------------------
+
+    def _eval_losses(self, trainable, non_trainable, x0, t, text, noise):
+        x_t = q_sample(self.alphas_cumprod, x0, t, noise)
+        target = training_target(self.alphas_cumprod, self.prediction, x0, t, noise)
+        output, _ = self.model.stateless_call(trainable, non_trainable, [x_t, t, text], training=False)
+        return per_example_loss(target, output)
+
+    def held_out_loss(self, images: np.ndarray, embeddings: np.ndarray, *, which: str = "ema",
+                      timesteps: int = 8, seed: int = 0, batch_size: int = 64) -> Tuple[float, Dict[int, float]]:
+        """The held-out loss of the EMA ("ema") or raw ("raw") weights: see ``objective.held_out_loss``."""
+        prefix = "ema_" if which == "ema" else ""
+        trainable, non_trainable = self.state[prefix + "trainable"], self.state[prefix + "non_trainable"]
+        return held_out_loss(lambda x0, t, text, noise: self._evaluate(trainable, non_trainable, x0, t, text, noise),
+                             images, embeddings, timesteps=len(self.alphas_cumprod), points=timesteps, seed=seed,
+                             batch_size=batch_size)
+
+    def current_lr(self, step: int) -> float:
+        """The learning rate of update number ``step``."""
+        # the optimizer's own ``learning_rate`` reads its ``iterations`` variable, which stateless_apply
+        # leaves untouched (the live count is in the state): evaluate the schedule at the step instead
+        return float(self.optimizer._learning_rate(step))
+
+    def export_ema(self, path: Path) -> None:
+        """Save the EMA weights as a float32 Keras model (backend-neutral: TensorFlow loads it)."""
+        if self._export_model is None:  # built once, on one device and in float32
+            with _dtype_policy("float32"):
+                self._export_model = self.model_fn(self.config.model)
+        export = self._export_model
+        pairs = list(zip(export.trainable_variables, self.state["ema_trainable"])) + \
+            list(zip(export.non_trainable_variables, self.state["ema_non_trainable"]))
+        for variable, value in pairs:
+            variable.assign(np.asarray(value))
+        save_model_atomic(export, path)
+
+    def state_arrays(self) -> Dict[str, np.ndarray]:
+        """The whole state as host arrays named ``part/000``... (what a checkpoint stores)."""
+        return {f"{part}/{i:04d}": np.asarray(a) for part in STATE_PARTS for i, a in enumerate(self.state[part])}
+
+    def load_state_arrays(self, arrays: Dict[str, np.ndarray], source: str) -> None:
+        """Replace the state by ``arrays`` (from :meth:`state_arrays`), placed like the current state.
+
+        Raises:
+            CheckpointError: the arrays do not match this model and optimizer (count, shape or dtype).
+        """
+        new: State = {}
+        for part in STATE_PARTS:
+            current = self.state[part]
+            names = sorted(k for k in arrays if k.startswith(part + "/"))
+            if len(names) != len(current):
+                raise CheckpointError(f"{source}: {len(names)} {part} arrays, this model has {len(current)}; "
+                                      "allowed: a checkpoint of the same model config")
+            values = []
+            for name, template in zip(names, current):
+                value = arrays[name]
+                if value.shape != template.shape or value.dtype != template.dtype:
+                    raise CheckpointError(f"{source}: {name} is {value.shape} {value.dtype}, this model needs "
+                                          f"{template.shape} {template.dtype}")
+                values.append(jax.device_put(value, template.sharding))
+            new[part] = values
+        self.state = new

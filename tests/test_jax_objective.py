@@ -1,0 +1,50 @@
+"""objective.py: the shared maths equals the TensorFlow-side definitions it replaced (fast, TF process)."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from pokemon_diffusion.config import DiffusionConfig
+from pokemon_diffusion.diffusion.schedule import make_schedule
+from pokemon_diffusion.training import objective
+
+
+@pytest.mark.parametrize("config", [DiffusionConfig(timesteps=50), DiffusionConfig(timesteps=50, schedule="cosine"),
+                                    DiffusionConfig(timesteps=1000, beta_end=0.03)])
+def test_the_tensorflow_free_table_equals_make_schedule(config):
+    np.testing.assert_array_equal(objective.alphas_cumprod_table(config), make_schedule(config).alphas_cumprod)
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v"])
+def test_q_sample_and_target_follow_ddpm_eq4_and_the_v_definition(prediction):
+    abar = objective.alphas_cumprod_table(DiffusionConfig(timesteps=20))
+    rng = np.random.default_rng(0)
+    x0, noise = rng.standard_normal((3, 4, 4, 3), np.float32), rng.standard_normal((3, 4, 4, 3), np.float32)
+    t = np.array([0, 7, 19], np.int32)
+    a = abar[t].reshape(-1, 1, 1, 1)
+    np.testing.assert_allclose(objective.q_sample(abar, tf.constant(x0), t, noise).numpy(),
+                               np.sqrt(a) * x0 + np.sqrt(1 - a) * noise, rtol=1e-6, atol=1e-6)
+    want = noise if prediction == "epsilon" else np.sqrt(a) * noise - np.sqrt(1 - a) * x0
+    np.testing.assert_allclose(np.asarray(objective.training_target(abar, prediction, tf.constant(x0), t, noise)), want,
+                               rtol=1e-6, atol=1e-6)
+
+
+def test_loss_ema_and_clipping():
+    target, prediction = np.ones((2, 2, 2, 1), np.float32), np.zeros((2, 2, 2, 1), np.float32)
+    prediction[1] = 3.0
+    np.testing.assert_allclose(objective.per_example_loss(target, tf.constant(prediction, tf.bfloat16)).numpy(), [1, 4])
+    assert float(objective.ema_update(tf.constant(10.0), tf.constant(0.0), 0.9)) == pytest.approx(9.0)
+    grads = [tf.constant([3.0]), tf.constant([4.0])]
+    clipped, norm = objective.clip_by_global_norm(grads, 1.0)
+    want, want_norm = tf.clip_by_global_norm(grads, 1.0)
+    assert float(norm) == pytest.approx(float(want_norm)) == pytest.approx(5.0)
+    np.testing.assert_allclose([float(c[0]) for c in clipped], [float(w[0]) for w in want], rtol=1e-6)
+    unclipped, _ = objective.clip_by_global_norm(grads, 10.0)
+    assert [float(c[0]) for c in unclipped] == [3.0, 4.0]
+
+
+def test_held_out_noise_and_grid_are_fixed_and_backend_free():
+    assert objective.eval_t_grid(1000, 8).tolist() == [0, 143, 285, 428, 571, 714, 856, 999]
+    a, b = objective.eval_noise((2, 4, 4, 3), 0, 143, 1), objective.eval_noise((2, 4, 4, 3), 0, 143, 1)
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and not np.array_equal(a, objective.eval_noise((2, 4, 4, 3), 0, 143, 2))
