@@ -188,7 +188,8 @@ def run(args) -> int:
         from ..training.loop import train
 
     log.debug("config: %s", json.dumps(config.to_dict()))
-    result = train(args.data, args.out, config, resume=args.resume, init=args.init)
+    options = {} if getattr(args, "backend", "tensorflow") == "jax" else {"init": args.init}
+    result = train(args.data, args.out, config, resume=args.resume, **options)
     minutes = result.elapsed_s / 60.0
     summary = f"step {result.step}/{result.total_steps} ({result.stopped}) after {minutes:.1f} min"
     if result.loss is not None:
