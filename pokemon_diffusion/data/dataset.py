@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import List, Optional, Sequence, Tuple
@@ -225,15 +226,29 @@ def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple
     info = read_embeddings_info(root)
     dim = info["dim"] if info else None
     images, vectors, kept, skipped = [], [], [], []
-    for entry in progress(entries, desc="loading images", unit="img", leave=False):
+
+    def read(entry):
         try:
-            image = read_image(root / entry.image_path, shape)
-            vector = _read_embedding(root, entry, dim)
+            return read_image(root / entry.image_path, shape), _read_embedding(root, entry, dim)
         except DataError as exc:
-            skipped.append(f"{entry.image_path}: {exc}")
+            return exc
+
+    # OpenCV releases the GIL while decoding and resizing: one thread per core, results in order
+    with ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1))) as pool:
+        results = pool.map(read, entries)
+        pairs = list(progress(zip(entries, results), total=len(entries), desc="loading images", unit="img",
+                              leave=False))
+    for entry, result in pairs:
+        if isinstance(result, DataError):
+            skipped.append(f"{entry.image_path}: {result}")
             continue
+        image, vector = result
         if dim is None:  # without embeddings.json the first embedding fixes the size
             dim = int(vector.shape[0])
+        elif vector.shape[0] != dim:
+            skipped.append(f"{entry.image_path}: embedding {entry.embedding_path} has shape {vector.shape}; "
+                           f"expected ({dim},)")
+            continue
         images.append(image)
         vectors.append(vector)
         kept.append(entry)
