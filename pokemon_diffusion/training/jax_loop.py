@@ -10,54 +10,31 @@ TensorFlow's writer) and no sample grid. Never imports TensorFlow.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import re
-import signal
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, Sequence
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 
 from ..atomic import atomic_path
 from ..config import RunConfig
-from ..errors import CheckpointError, PokemonDiffusionError
+from ..errors import CheckpointError
 from ..logging_utils import progress
 from ..run_dir import CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, read_encoder_info, \
     write_encoder_info
 from .jax_data import BatchStream, load_training_data
 from .jax_trainer import JaxTrainer
 from .metrics import MetricsWriter
+from .outcome import TrainResult, TrainingDivergedError, progress_postfix, stop_on_signals  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 EVAL_MAX_IMAGES = 256  # as the TensorFlow loop: a fixed subset of the held-out images
 CHECKPOINT_RE = re.compile(r"^jax-ckpt-(\d+)\.npz$")
-
-
-class TrainingDivergedError(PokemonDiffusionError):
-    """The training loss (or gradient) became NaN or infinite; the last good checkpoint is kept."""
-
-
-@dataclass
-class TrainResult:
-    """How a call to :func:`train` ended (the fields of the TensorFlow loop's ``TrainResult``)."""
-
-    run_dir: Path
-    step: int
-    total_steps: int
-    stopped: str
-    loss: Optional[float]
-    val_loss: Optional[float]
-    elapsed_s: float
-    images_per_s: Optional[float]
-    checkpoint: Optional[str]
-    model_path: Optional[Path]
 
 
 # -- checkpoints: one .npz of the whole state per step --------------------------------------------
@@ -121,30 +98,6 @@ def _check_folder(run_dir: Path, config: RunConfig, encoder: Any, resume: bool) 
     return found[max(found)]
 
 
-@contextlib.contextmanager
-def _stop_on_signals(enabled: bool) -> Iterator[Dict[str, Optional[str]]]:
-    """The first SIGINT/SIGTERM asks to stop after this step (and save); a second one aborts."""
-    flag: Dict[str, Optional[str]] = {"signal": None}
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous: Dict[int, Any] = {}
-
-    def handler(signum, frame):
-        flag["signal"] = signal.Signals(signum).name
-        logger.warning("%s: stopping after this step and saving a checkpoint (send it again to abort now)",
-                       flag["signal"])
-        signal.signal(signum, previous[signum])
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
-
-
 # -- the entry point ------------------------------------------------------------------------------
 
 def train(data: Any, run_dir: Any, config: RunConfig, *, resume: bool = False, devices: Optional[Sequence[Any]] = None,
@@ -197,7 +150,7 @@ def train(data: Any, run_dir: Any, config: RunConfig, *, resume: bool = False, d
                 tc.batch_size)
     loop = _Loop(trainer, stream, metrics, run_dir, eval_set, start, elapsed, checkpoint, on_step)
     try:
-        with _stop_on_signals(handle_signals) as signals:
+        with stop_on_signals(handle_signals) as signals:
             loop.run(signals)
     finally:
         metrics.close()
@@ -292,12 +245,7 @@ class _Loop:
                                                             batch_size=self.tc.batch_size)
             self.last_val = record["val_loss"]
         self.metrics.write(record)
-        shown = {"loss": f"{loss:.4f}" if loss is not None else "-"}
-        if img_per_s:
-            shown["img/s"] = f"{img_per_s:.1f}"
-        if evaluate:
-            shown["val"] = f"{record['val_loss']:.4f}"
-        bar.set_postfix(shown, refresh=False)
+        bar.set_postfix(progress_postfix(loss, img_per_s, record["val_loss"] if evaluate else None), refresh=False)
         self.mark = time.monotonic()
 
     def _save(self) -> None:

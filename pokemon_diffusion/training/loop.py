@@ -11,11 +11,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import signal
 import tempfile
-import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, Optional
 
@@ -34,6 +31,7 @@ from .checkpoint import TrainingCheckpoint, latest_checkpoint_step
 from .distribute import is_chief, make_strategy
 from .init_from import check_init, load_init_weights
 from .metrics import MetricsWriter
+from .outcome import TrainResult, progress_postfix, stop_on_signals  # noqa: F401  (TrainResult: public here too)
 from .trainer import EVAL_MAX_IMAGES, Trainer, TrainingDivergedError, total_steps_for
 
 logger = logging.getLogger(__name__)
@@ -41,35 +39,6 @@ logger = logging.getLogger(__name__)
 SAMPLE_GRID_IMAGES = 8  # images in the TensorBoard sample grid
 SAMPLE_GRID_STEPS = 25  # DDIM steps for the grid
 SAMPLE_GRID_GUIDANCE = 3.0
-
-
-@dataclass
-class TrainResult:
-    """How a call to :func:`train` ended.
-
-    Attributes:
-        run_dir: the run folder.
-        step: training steps done (resumes included).
-        total_steps: the step budget of the run.
-        stopped: "completed" | "time_limit" | "interrupted" (SIGINT/SIGTERM) | "callback".
-        loss: mean training loss over the last logged interval.
-        val_loss: the last held-out loss of the EMA model (None without a validation split).
-        elapsed_s: training seconds, resumes included.
-        images_per_s: training throughput of this call (tracing excluded), or None.
-        checkpoint: path prefix of the last checkpoint written.
-        model_path: the saved EMA model (``RUN/ema_model.keras``).
-    """
-
-    run_dir: Path
-    step: int
-    total_steps: int
-    stopped: str
-    loss: Optional[float]
-    val_loss: Optional[float]
-    elapsed_s: float
-    images_per_s: Optional[float]
-    checkpoint: Optional[str]
-    model_path: Optional[Path]
 
 
 def _encoder_of(data_dir: Path) -> EncoderInfo:
@@ -85,33 +54,6 @@ def _fit_text_dim(config: RunConfig, dim: int) -> RunConfig:
         return config
     logger.info("model.text_dim set to %d to match the dataset's embeddings (was %d)", dim, config.model.text_dim)
     return config.replace(model=config.model.replace(text_dim=dim))
-
-
-@contextlib.contextmanager
-def _stop_on_signals(enabled: bool) -> Iterator[Dict[str, Optional[str]]]:
-    """Turn the first SIGINT/SIGTERM into a request to stop after the current step (and checkpoint).
-
-    A second signal of the same kind gets the previous handler (Ctrl-C twice aborts at once).
-    """
-    flag: Dict[str, Optional[str]] = {"signal": None}
-    if not enabled or threading.current_thread() is not threading.main_thread():
-        yield flag
-        return
-    previous: Dict[int, Any] = {}
-
-    def handler(signum, frame):
-        flag["signal"] = signal.Signals(signum).name
-        logger.warning("%s: stopping after this step and saving a checkpoint (send it again to abort now)",
-                       flag["signal"])
-        signal.signal(signum, previous[signum])
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        previous[sig] = signal.signal(sig, handler)
-    try:
-        yield flag
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
 
 
 def _image_grid(images: np.ndarray, columns: int = 4) -> np.ndarray:
@@ -264,7 +206,7 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
                             keep_until=start_step if resume else None, enabled=chief)
     loop = _Loop(trainer, checkpoint, metrics, run_dir, eval_set, train_set, chief, start_step, on_step)
     try:
-        with _stop_on_signals(handle_signals) as signals:
+        with stop_on_signals(handle_signals) as signals:
             loop.run(batches, signals)
     finally:
         metrics.close()
@@ -367,12 +309,7 @@ class _Loop:
             extra = {f"val_loss_at_t/{t:05d}": v for t, v in per_t.items()}
             self.last_val = record["val_loss"]
         self.metrics.write(record, extra)
-        shown = {"loss": f"{loss:.4f}" if loss is not None else "-"}
-        if img_per_s:
-            shown["img/s"] = f"{img_per_s:.1f}"
-        if evaluate:
-            shown["val"] = f"{record['val_loss']:.4f}"
-        bar.set_postfix(shown, refresh=False)
+        bar.set_postfix(progress_postfix(loss, img_per_s, record["val_loss"] if evaluate else None), refresh=False)
         logger.debug("step %d: %s", self.step, record)
 
     def _save(self) -> None:

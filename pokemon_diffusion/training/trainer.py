@@ -29,19 +29,16 @@ import tensorflow as tf
 from ..config import RunConfig, TrainConfig
 from ..diffusion.schedule import make_schedule
 from ..diffusion.weighting import loss_weights
-from ..errors import ConfigError, PokemonDiffusionError
+from ..errors import ConfigError
 from ..run_dir import save_model_atomic
 from .distribute import dtype_policy, make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
+from .outcome import TrainingDivergedError  # noqa: F401  (raised by the loop; public here)
 from .objective import held_out_loss, make_optimizer, null_condition, per_example_loss, q_sample, training_target
 
 logger = logging.getLogger(__name__)
 
 EVAL_MAX_IMAGES = 256  # held-out images used for the validation loss (a fixed subset)
-
-
-class TrainingDivergedError(PokemonDiffusionError):
-    """The training loss (or gradient) became NaN or infinite; the last good checkpoint is kept."""
 
 
 def example_draws(key: tf.Tensor, index: tf.Tensor, image_shape: Tuple[int, ...], timesteps: int,
