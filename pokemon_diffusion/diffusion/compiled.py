@@ -24,7 +24,6 @@ from .steps import apply_guidance, ddim_step, ddpm_step
 _COMPILED: "weakref.WeakKeyDictionary[Any, Dict[tuple, Any]]" = weakref.WeakKeyDictionary()
 
 
-
 def _schedule_key(schedule: NoiseSchedule) -> Tuple[str, str]:
     """Schedules with the same betas and prediction compile to the same loop."""
     return schedule.prediction, hashlib.sha1(np.ascontiguousarray(schedule.betas).tobytes()).hexdigest()

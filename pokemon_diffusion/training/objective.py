@@ -20,24 +20,13 @@ import numpy as np
 from keras import ops
 
 from ..config import DiffusionConfig, TrainConfig
+from ..diffusion.tables import make_schedule
 from .lr_schedule import WarmupCosineDecay
 
 
 def alphas_cumprod_table(config: DiffusionConfig) -> np.ndarray:
-    """ᾱ_t for t = 0 .. T−1 as float32, the same table as ``diffusion.schedule.make_schedule``.
-
-    Why a second copy: ``diffusion/schedule.py`` imports TensorFlow at the top, and the JAX path
-    runs where TensorFlow is absent. ``tests/test_jax_objective.py`` checks the two are equal.
-    """
-    if config.schedule == "linear":
-        betas = np.linspace(config.beta_start, config.beta_end, config.timesteps, dtype=np.float64)
-    else:  # Improved DDPM eq. 17, β clipped at 0.999
-        s = 0.008
-        steps = np.arange(config.timesteps + 1, dtype=np.float64) / config.timesteps
-        f = np.cos((steps + s) / (1 + s) * np.pi / 2) ** 2
-        abar = f / f[0]
-        betas = np.clip(1.0 - abar[1:] / abar[:-1], 0.0, 0.999)
-    return np.cumprod(1.0 - betas).astype(np.float32)
+    """ᾱ_t for t = 0 .. T−1 as float32: ``make_schedule``'s table (NumPy only, no TensorFlow)."""
+    return make_schedule(config).alphas_cumprod
 
 
 def _at(table: Any, t: Any, ndim: int) -> Any:
