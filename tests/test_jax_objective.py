@@ -29,6 +29,25 @@ def test_q_sample_and_target_follow_ddpm_eq4_and_the_v_definition(prediction):
                                rtol=1e-6, atol=1e-6)
 
 
+def test_the_held_out_measure_is_in_epsilon_space_for_both_predictions():
+    """A perfect v-predictor has zero held-out error; an ε-predictor's error is its plain ε-MSE."""
+    abar = objective.alphas_cumprod_table(DiffusionConfig(timesteps=20))
+    rng = np.random.default_rng(1)
+    x0, noise = rng.standard_normal((3, 4, 4, 3), np.float32), rng.standard_normal((3, 4, 4, 3), np.float32)
+    t = np.array([0, 9, 19], np.int32)
+    perfect_v = lambda x_t: objective.training_target(abar, "v", tf.constant(x0), t, noise)
+    np.testing.assert_allclose(objective.heldout_error(abar, "v", tf.constant(x0), t, noise, perfect_v).numpy(),
+                               0.0, atol=1e-10)
+    zeros = lambda x_t: tf.zeros_like(x_t)
+    np.testing.assert_allclose(objective.heldout_error(abar, "epsilon", tf.constant(x0), t, noise, zeros).numpy(),
+                               np.mean(noise ** 2, axis=(1, 2, 3)), rtol=1e-6)
+    # v = 0 implies ε̂ = √(1−ᾱ)·x_t
+    a = abar[t].reshape(-1, 1, 1, 1)
+    x_t = np.sqrt(a) * x0 + np.sqrt(1 - a) * noise
+    np.testing.assert_allclose(objective.heldout_error(abar, "v", tf.constant(x0), t, noise, zeros).numpy(),
+                               np.mean((noise - np.sqrt(1 - a) * x_t) ** 2, axis=(1, 2, 3)), rtol=1e-5)
+
+
 def test_loss_ema_and_clipping():
     target, prediction = np.ones((2, 2, 2, 1), np.float32), np.zeros((2, 2, 2, 1), np.float32)
     prediction[1] = 3.0

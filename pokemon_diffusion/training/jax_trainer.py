@@ -30,7 +30,7 @@ from ..errors import CheckpointError, ConfigError
 from ..diffusion.weighting import loss_weights
 from ..run_dir import save_model_atomic
 from .objective import (alphas_cumprod_table, clip_by_global_norm, ema_decay, ema_update, held_out_loss,
-                        make_optimizer, null_condition, per_example_loss, q_sample, training_target)
+                        heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target)
 
 logger = logging.getLogger(__name__)
 
@@ -182,10 +182,10 @@ class JaxTrainer:
     # -- evaluation, reading and writing the state ------------------------------------------
 
     def _eval_losses(self, trainable, non_trainable, x0, t, text, noise):
-        x_t = q_sample(self.alphas_cumprod, x0, t, noise)
-        target = training_target(self.alphas_cumprod, self.prediction, x0, t, noise)
-        output, _ = self.model.stateless_call(trainable, non_trainable, [x_t, t, text], training=False)
-        return per_example_loss(target, output)
+        def model_fn(x_t):
+            return self.model.stateless_call(trainable, non_trainable, [x_t, t, text], training=False)[0]
+
+        return heldout_error(self.alphas_cumprod, self.prediction, x0, t, noise, model_fn)
 
     def held_out_loss(self, images: np.ndarray, embeddings: np.ndarray, *, which: str = "ema",
                       timesteps: int = 8, seed: int = 0, batch_size: int = 64) -> Tuple[float, Dict[int, float]]:

@@ -49,6 +49,25 @@ def training_target(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any
     return ops.sqrt(abar) * noise - ops.sqrt(1.0 - abar) * x0
 
 
+def epsilon_from_output(alphas_cumprod: np.ndarray, prediction: str, x_t: Any, t: Any, output: Any) -> Any:
+    """The noise estimate ε̂ the network's output implies: itself, or √ᾱ_t·v + √(1−ᾱ_t)·x_t for v."""
+    output = ops.cast(output, "float32")
+    if prediction == "epsilon":
+        return output
+    abar = _at(alphas_cumprod, t, len(x_t.shape))
+    return ops.sqrt(abar) * output + ops.sqrt(1.0 - abar) * x_t
+
+
+def heldout_error(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any, noise: Any, model_fn: Callable) -> Any:
+    """Per-example ‖ε − ε̂‖² of ``model_fn(x_t)`` at (x0, t, noise): the held-out measure.
+
+    Always in ε space, whatever the network predicts, so ε- and v-prediction runs (and every
+    loss weighting) are judged on one scale; for ε-prediction it equals the training loss.
+    """
+    x_t = q_sample(alphas_cumprod, x0, t, noise)
+    return per_example_loss(noise, epsilon_from_output(alphas_cumprod, prediction, x_t, t, model_fn(x_t)))
+
+
 def null_condition(text: Any, drop: Any) -> Any:
     """Replace the embeddings where ``drop`` is True by the null (all-zeros) embedding.
 

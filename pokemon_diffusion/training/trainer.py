@@ -34,7 +34,7 @@ from ..run_dir import save_model_atomic
 from .distribute import dtype_policy, make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
 from .outcome import TrainingDivergedError  # noqa: F401  (raised by the loop; public here)
-from .objective import held_out_loss, make_optimizer, null_condition, per_example_loss, q_sample, training_target
+from .objective import held_out_loss, heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target
 
 logger = logging.getLogger(__name__)
 
@@ -232,10 +232,8 @@ class Trainer:
                     tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None, h, w, c], tf.float32)]
 
             def evaluate(x0, t, text, noise):
-                abar = self.schedule.alphas_cumprod
-                x_t = q_sample(abar, x0, t, noise)
-                target = training_target(abar, self.schedule.prediction, x0, t, noise)
-                return per_example_loss(target, model([x_t, t, text], training=False))
+                return heldout_error(self.schedule.alphas_cumprod, self.schedule.prediction, x0, t, noise,
+                                     lambda x_t: model([x_t, t, text], training=False))
 
             self._eval_fns[which] = tf.function(evaluate, input_signature=spec, autograph=False)
         return self._eval_fns[which]
