@@ -60,6 +60,26 @@ def make_strategy(name: str = "auto") -> tf.distribute.Strategy:
     return _CREATED[key]
 
 
+def split_cpu(replicas: int) -> None:
+    """Split the CPU into ``replicas`` logical devices, for ``strategy = "mirrored"`` on one CPU.
+
+    Must run before TensorFlow's context starts (before any tensor, model or device listing);
+    a second call with the same count is a no-op.
+
+    Raises:
+        ConfigError: ``replicas`` < 1, or TensorFlow has already started with another split.
+    """
+    if int(replicas) < 1:
+        raise ConfigError(f"split_cpu: got {replicas!r}; allowed: an integer >= 1")
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * int(replicas))
+    except RuntimeError:
+        if len(tf.config.list_logical_devices("CPU")) != int(replicas):
+            raise ConfigError(f"split_cpu: TensorFlow has already started with "
+                              f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s); split before it starts") from None
+
+
 def _multiworker() -> tf.distribute.Strategy:
     """MultiWorkerMirroredStrategy from TF_CONFIG, created before anything else touches TensorFlow.
 
