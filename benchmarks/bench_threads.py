@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-HERE = Path(__file__).resolve().parent
 
 
 def config_env(name: str, cores: int) -> dict:
@@ -48,36 +47,27 @@ def config_env(name: str, cores: int) -> dict:
 def worker(size: int, batch: int, steps: int) -> dict:
     """Time the trainer's step in this process, under the thread settings of its environment."""
     import numpy as np
-    import tensorflow as tf
 
-    from pokemon_diffusion.config import ModelConfig, RunConfig, TrainConfig
-    from pokemon_diffusion.data.dataset import make_dataset
-    from pokemon_diffusion.training.trainer import Trainer
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from bench_train import _trainer
 
     replicas = int(os.environ.get("PD_CPU_REPLICAS", "0") or 0)
-    strategy = "auto"
     if replicas > 1:
         from pokemon_diffusion.training.distribute import split_cpu
         split_cpu(replicas)
-        strategy = "mirrored"
-    config = RunConfig(model=ModelConfig(image_size=size),
-                       train=TrainConfig(steps=1000, batch_size=batch, strategy=strategy))
-    trainer = Trainer(config, total_steps=1000)
-    rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
-    embeddings = rng.standard_normal((256, 384)).astype(np.float32)
-    batches = iter(trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True)))
+    trainer, batches = _trainer(size, batch, strategy="mirrored" if replicas > 1 else "auto")
     for _ in range(2):
         trainer.train_step(next(batches))
-    float(trainer.step.numpy())
+    float(trainer.step.numpy())  # wait for the warm-up steps
     start = time.perf_counter()
     for _ in range(steps):
         loss = trainer.train_step(next(batches))
     float(np.asarray(loss))
     wall = time.perf_counter() - start
     return {"img_per_s": batch * steps / wall, "replicas": trainer.replicas,
-            "intra": tf.config.threading.get_intra_op_parallelism_threads(),
-            "inter": tf.config.threading.get_inter_op_parallelism_threads()}
+            # TensorFlow reads these at start-up; its getters report 0 for "not set through the API"
+            "intra": os.environ.get("TF_NUM_INTRAOP_THREADS", "default"),
+            "inter": os.environ.get("TF_NUM_INTEROP_THREADS", "default")}
 
 
 def _run(name: str, args) -> float:

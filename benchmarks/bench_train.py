@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import matmul_peak_gflops, peak_rss_mb, write_result  # noqa: E402
 
 
-def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False):
+def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False, strategy: str = "auto"):
     import numpy as np
 
     from pokemon_diffusion.config import ModelConfig, RunConfig, TrainConfig
@@ -45,7 +45,8 @@ def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False):
     from pokemon_diffusion.training.trainer import Trainer
 
     config = RunConfig(model=ModelConfig(image_size=size),
-                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, remat=remat))
+                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, remat=remat,
+                                         strategy=strategy))
     trainer = Trainer(config, total_steps=1000)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
