@@ -91,6 +91,24 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
         os.close(fd)
 
 
+def remove_if_only_lock(folder: Union[str, os.PathLike]) -> bool:
+    """Remove ``folder`` when it holds nothing but its (released) lock file; True if removed.
+
+    For a writer that created the folder and then failed before writing anything into it, so a
+    bad command leaves no empty run folder behind.
+    """
+    folder = Path(folder)
+    try:
+        if {p.name for p in folder.iterdir()} != {LOCK_FILE}:
+            return False
+        (folder / LOCK_FILE).unlink()
+        folder.rmdir()
+    except OSError:
+        return False
+    logger.debug("removed %s: the failed writer left only its lock there", folder)
+    return True
+
+
 def _open(folder: Path, create: bool) -> Optional[int]:
     try:
         if create:

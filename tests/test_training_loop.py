@@ -92,6 +92,21 @@ def test_an_existing_run_needs_resume_and_the_same_model(data_dir, tmp_path):
         train(data_dir, run, tiny_config(), resume=True)
 
 
+def test_a_failed_start_leaves_no_empty_run_folder(data_dir, tmp_path):
+    from pokemon_diffusion.errors import DataError
+
+    run = tmp_path / "new" / "run"
+    with pytest.raises(DataError, match="dataset folder not found"):
+        train(tmp_path / "no-such-data", run, tiny_config())
+    assert not run.exists()
+    kept = tmp_path / "kept"  # a folder that was there before keeps what it had
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    with pytest.raises(DataError):
+        train(tmp_path / "no-such-data", kept, tiny_config())
+    assert (kept / "notes.txt").read_text() == "mine"
+
+
 @pytest.mark.slow
 def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp_path, capsys):
     run = tmp_path / "run"

@@ -11,9 +11,12 @@ References:
 
 from __future__ import annotations
 
+from typing import Tuple
+
 import numpy as np
 import tensorflow as tf
 
+from . import parametrization
 from .tables import NoiseSchedule, cosine_betas, linear_betas, make_schedule  # noqa: F401  (re-exported)
 
 
@@ -23,32 +26,23 @@ def _at(table: np.ndarray, t: tf.Tensor, ndim: int = 4) -> tf.Tensor:
     return tf.reshape(values, [-1] + [1] * (ndim - 1))
 
 
+def _coefficients(schedule: NoiseSchedule, t: tf.Tensor, ndim: int) -> Tuple[tf.Tensor, tf.Tensor]:
+    """(√ᾱ_t, √(1−ᾱ_t)) for a batch of timesteps, shaped to broadcast over ``ndim``-d images."""
+    abar = _at(schedule.alphas_cumprod, t, ndim)
+    return tf.sqrt(abar), tf.sqrt(1.0 - abar)
+
+
 def q_sample(schedule: NoiseSchedule, x0: tf.Tensor, t: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
     """Sample x_t ~ q(x_t | x_0) in closed form (DDPM eq. 4): √ᾱ_t·x_0 + √(1−ᾱ_t)·ε."""
-    abar = _at(schedule.alphas_cumprod, t, len(x0.shape))
-    return tf.sqrt(abar) * x0 + tf.sqrt(1.0 - abar) * noise
+    return parametrization.noised(*_coefficients(schedule, t, len(x0.shape)), x0, noise)
 
 
 def training_target(schedule: NoiseSchedule, x0: tf.Tensor, t: tf.Tensor, noise: tf.Tensor) -> tf.Tensor:
-    """What the network learns to output: ε, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0 (Salimans & Ho, eq. 9)."""
-    if schedule.prediction == "epsilon":
-        return noise
-    abar = _at(schedule.alphas_cumprod, t, len(x0.shape))
-    return tf.sqrt(abar) * noise - tf.sqrt(1.0 - abar) * x0
+    """What the network learns to output: ε or v (:func:`.parametrization.target`)."""
+    return parametrization.target(schedule.prediction, *_coefficients(schedule, t, len(x0.shape)), x0, noise)
 
 
 def split_prediction(schedule: NoiseSchedule, x_t: tf.Tensor, t: tf.Tensor, output: tf.Tensor):
-    """Turn a network output into ``(eps, x0)`` estimates, whatever the prediction type.
-
-    ε-prediction: x̂_0 = (x_t − √(1−ᾱ_t)·ε̂)/√ᾱ_t (DDPM eq. 15 rearranged).
-    v-prediction: x̂_0 = √ᾱ_t·x_t − √(1−ᾱ_t)·v̂ and ε̂ = √(1−ᾱ_t)·x_t + √ᾱ_t·v̂.
-    """
-    abar = _at(schedule.alphas_cumprod, t, len(x_t.shape))
-    sqrt_abar, sqrt_one_minus = tf.sqrt(abar), tf.sqrt(1.0 - abar)
-    if schedule.prediction == "epsilon":
-        eps = output
-        x0 = (x_t - sqrt_one_minus * eps) / sqrt_abar
-    else:
-        x0 = sqrt_abar * x_t - sqrt_one_minus * output
-        eps = sqrt_one_minus * x_t + sqrt_abar * output
-    return eps, x0
+    """Turn a network output into ``(eps, x0)`` estimates (:func:`.parametrization.epsilon_and_x0`)."""
+    return parametrization.epsilon_and_x0(schedule.prediction, *_coefficients(schedule, t, len(x_t.shape)),
+                                          x_t, output)

@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 
 from ..config import DiffusionConfig, TrainConfig
+from ..diffusion import parametrization
 from ..diffusion.tables import make_schedule
 from .lr_schedule import WarmupCosineDecay
 
@@ -35,18 +36,22 @@ def _at(table: Any, t: Any, ndim: int) -> Any:
     return ops.reshape(values, [-1] + [1] * (ndim - 1))
 
 
+def _coefficients(alphas_cumprod: np.ndarray, t: Any, ndim: int) -> Tuple[Any, Any]:
+    """(√ᾱ_t, √(1−ᾱ_t)) for a batch of timesteps, shaped to broadcast over ``ndim``-d images."""
+    abar = _at(alphas_cumprod, t, ndim)
+    return ops.sqrt(abar), ops.sqrt(1.0 - abar)
+
+
 def q_sample(alphas_cumprod: np.ndarray, x0: Any, t: Any, noise: Any) -> Any:
     """x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4)."""
-    abar = _at(alphas_cumprod, t, len(x0.shape))
-    return ops.sqrt(abar) * x0 + ops.sqrt(1.0 - abar) * noise
+    return parametrization.noised(*_coefficients(alphas_cumprod, t, len(x0.shape)), x0, noise)
 
 
 def training_target(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any, noise: Any) -> Any:
     """What the network learns: ε, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0 (Salimans & Ho eq. 9)."""
     if prediction == "epsilon":
         return noise
-    abar = _at(alphas_cumprod, t, len(x0.shape))
-    return ops.sqrt(abar) * noise - ops.sqrt(1.0 - abar) * x0
+    return parametrization.target(prediction, *_coefficients(alphas_cumprod, t, len(x0.shape)), x0, noise)
 
 
 def epsilon_from_output(alphas_cumprod: np.ndarray, prediction: str, x_t: Any, t: Any, output: Any) -> Any:
@@ -54,8 +59,7 @@ def epsilon_from_output(alphas_cumprod: np.ndarray, prediction: str, x_t: Any, t
     output = ops.cast(output, "float32")
     if prediction == "epsilon":
         return output
-    abar = _at(alphas_cumprod, t, len(x_t.shape))
-    return ops.sqrt(abar) * output + ops.sqrt(1.0 - abar) * x_t
+    return parametrization.epsilon(prediction, *_coefficients(alphas_cumprod, t, len(x_t.shape)), x_t, output)
 
 
 def heldout_error(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any, noise: Any, model_fn: Callable) -> Any:
