@@ -91,6 +91,22 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
         os.close(fd)
 
 
+@contextlib.contextmanager
+def writer_lock(folder: Union[str, os.PathLike], what: str) -> Iterator[Optional[Path]]:
+    """:func:`folder_lock` for a writer that may create ``folder``: when the ``with`` block fails
+    and this call created the folder, the folder is removed again if only the lock is in it, so a
+    failed start (bad data, bad config) leaves no empty run folder behind."""
+    folder = Path(folder)
+    created = not folder.exists()
+    try:
+        with folder_lock(folder, what) as lock:
+            yield lock
+    except BaseException:
+        if created:
+            remove_if_only_lock(folder)
+        raise
+
+
 def remove_if_only_lock(folder: Union[str, os.PathLike]) -> bool:
     """Remove ``folder`` when it holds nothing but its (released) lock file; True if removed.
 

@@ -162,3 +162,15 @@ def test_data_parallel_over_two_devices_gives_the_loss_of_one(jax_checks):
     assert jax_checks["devices"] == 2 and "NamedSharding" in jax_checks["sharding"]
     np.testing.assert_allclose(jax_checks["l2"], jax_checks["l1"], rtol=1e-5, atol=1e-6)
     assert jax_checks["weight_diff"] < 1e-5
+
+
+def test_a_jax_run_takes_the_run_folders_lock_and_a_failed_start_leaves_no_folder(data_dir, tmp_path):
+    from pokemon_diffusion.locks import folder_lock
+
+    busy = tmp_path / "busy"
+    with folder_lock(busy, "train"):  # as a TensorFlow (or JAX) trainer writing into it
+        done = run_cli(["train", "--backend", "jax", "--data", str(data_dir), "--out", str(busy), "--steps", "1"])
+    assert done.returncode == 2 and "is being written by pid" in done.stderr, done.stderr[-2000:]
+    fresh = tmp_path / "fresh"
+    done = run_cli(["train", "--backend", "jax", "--data", str(tmp_path / "no-data"), "--out", str(fresh)])
+    assert done.returncode == 2 and not fresh.exists(), done.stderr[-2000:]

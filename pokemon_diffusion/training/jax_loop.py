@@ -23,6 +23,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..config import RunConfig
 from ..errors import CheckpointError
+from ..locks import writer_lock
 from ..logging_utils import progress
 from ..run_dir import CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, read_encoder_info, \
     write_encoder_info
@@ -120,10 +121,17 @@ def train(data: Any, run_dir: Any, config: RunConfig, *, resume: bool = False, d
     Raises:
         DataError, CheckpointError, EncoderError, ConfigError: as the TensorFlow ``loop.train``.
         TrainingDivergedError: the loss became non-finite (nothing bad is saved).
+        FolderBusyError: another process is training into ``run_dir``.
     """
+    run_dir = Path(run_dir)
+    with writer_lock(run_dir, "train"):
+        return _train(data, run_dir, config, resume, devices, on_step, handle_signals)
+
+
+def _train(data: Any, run_dir: Path, config: RunConfig, resume: bool, devices: Optional[Sequence[Any]],
+           on_step: Optional[Callable[[int, float], Optional[bool]]], handle_signals: bool) -> TrainResult:
     import keras
 
-    run_dir = Path(run_dir)
     training = load_training_data(data, config)
     if config.model.text_dim != training.encoder.dim:
         logger.info("model.text_dim set to %d to match the dataset's embeddings", training.encoder.dim)

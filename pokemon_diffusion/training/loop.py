@@ -23,7 +23,7 @@ import tensorflow as tf
 from ..config import RunConfig
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
 from ..errors import CheckpointError, DataError
-from ..locks import folder_lock, remove_if_only_lock
+from ..locks import writer_lock
 from ..logging_utils import progress
 from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, METRICS_FILE, TENSORBOARD_DIR,
                        EncoderInfo, check_resume, write_encoder_info)
@@ -134,20 +134,10 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
     """
     # first: MultiWorkerMirroredStrategy can only be created before TensorFlow starts
     strategy = strategy if strategy is not None else make_strategy(config.train.strategy)
-    created = not Path(run_dir).exists()
-    try:
-        return _locked_train(data_dir, run_dir, config, resume, strategy, on_step, handle_signals, init)
-    except BaseException:
-        if created:  # a failure before anything was written leaves no empty run folder behind
-            remove_if_only_lock(run_dir)
-        raise
-
-
-def _locked_train(data_dir, run_dir, config, resume, strategy, on_step, handle_signals, init) -> TrainResult:
     with contextlib.ExitStack() as stack:
         worker_dir = None
         if is_chief(strategy):
-            stack.enter_context(folder_lock(run_dir, "train"))
+            stack.enter_context(writer_lock(run_dir, "train"))
         else:  # non-chief workers must save too (collectives), but somewhere private
             worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pokemon_diffusion_worker_")))
             logger.info("not the chief: checkpoints go to %s (removed at the end)", worker_dir)
