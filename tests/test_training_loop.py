@@ -92,6 +92,18 @@ def test_an_existing_run_needs_resume_and_the_same_model(data_dir, tmp_path):
         train(data_dir, run, tiny_config(), resume=True)
 
 
+def test_a_jax_run_folder_is_refused_by_name_and_left_as_it_was(data_dir, tmp_path):
+    run = tmp_path / "jax_run"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "jax-ckpt-40.npz").write_bytes(b"state")
+    (run / "config.json").write_text("{}")
+    for resume in (False, True):
+        with pytest.raises(CheckpointError, match="holds JAX checkpoints; continue that run with --backend jax"):
+            train(data_dir, run, tiny_config(), resume=resume)
+    assert (run / "config.json").read_text() == "{}"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["jax-ckpt-40.npz"]
+
+
 def test_a_failed_start_leaves_no_empty_run_folder(data_dir, tmp_path):
     from pokemon_diffusion.errors import DataError
 

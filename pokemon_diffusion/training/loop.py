@@ -154,6 +154,9 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     config = _fit_text_dim(config, encoder.dim)
     tc = config.train
     checkpoint_dir = run_dir / CHECKPOINT_DIR
+    if checkpoint_dir.is_dir() and any(checkpoint_dir.glob("jax-ckpt-*.npz")):
+        raise CheckpointError(f"{checkpoint_dir} holds JAX checkpoints; continue that run with --backend jax, "
+                              "or train into another --out")
     found = latest_checkpoint_step(checkpoint_dir)
     if resume:
         check_resume(run_dir, config, encoder)
