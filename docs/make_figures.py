@@ -1,9 +1,11 @@
 """Regenerate the pictures in docs/RESULTS.md from the shipped reference model.
 
-    .venv/bin/python docs/make_figures.py [--run runs/reference]
+    .venv/bin/python docs/make_figures.py [--run runs/reference] [--model DIR] [--prefix NAME]
 
 Writes docs/images/reference_*.png (seeded: the same model gives the same pictures). ``--run``
-adds the training curve of the run the model came from (its metrics.jsonl).
+adds the training curve of the run the model came from (its metrics.jsonl). ``--model`` draws
+from another pretrained folder or run folder (default: the shipped model) and ``--prefix``
+renames the files (e.g. ``previous_reference`` keeps the old model's pictures for a side-by-side).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pokemon_diffusion.demo import DEMO_PROMPTS
 from pokemon_diffusion.generate import encode_prompts, generate, save_outputs
 from pokemon_diffusion.logging_utils import setup_logging
 from pokemon_diffusion.pretrained import load_pretrained
+from pokemon_diffusion.run_dir import load_run
 from pokemon_diffusion.viz import plot_samples, plot_training_curves, save_figure
 
 IMAGES = Path(__file__).resolve().parent / "images"
@@ -30,21 +33,24 @@ GUIDANCE_SCALES = (0.0, 1.0, 3.0, 6.0)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="the training run folder (for the loss curve)")
+    parser.add_argument("--model", type=Path, help="a pretrained or run folder to draw from (default: the shipped one)")
+    parser.add_argument("--prefix", default="reference", help="file name prefix under docs/images")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     setup_logging(0)
     IMAGES.mkdir(parents=True, exist_ok=True)
-    run = load_pretrained()
+    run = load_run(args.model) if args.model else load_pretrained()
+    name = args.prefix
     config = SampleConfig(seed=args.seed)
 
     # 1. four samples for each demo prompt (4 dataset captions, 4 new descriptions)
     result, labels = generate(run, list(DEMO_PROMPTS), num=4, config=config)
-    save_outputs(result, labels, IMAGES / "reference_samples.png")
+    save_outputs(result, labels, IMAGES / f"{name}_samples.png")
     logging.info("4 x %d samples in %.1f s", len(DEMO_PROMPTS), result.seconds)
 
     # 2. the denoising steps of one sample per prompt
     result, labels = generate(run, list(DEMO_PROMPTS), num=1, config=dataclasses.replace(config, num_intermediates=8))
-    save_outputs(result, labels, IMAGES / "reference_one_each.png", steps_figure=IMAGES / "reference_denoising.png")
+    save_outputs(result, labels, IMAGES / f"{name}_one_each.png", steps_figure=IMAGES / f"{name}_denoising.png")
 
     # 3. the same noise under increasing classifier-free guidance
     embeddings = encode_prompts(run, GUIDANCE_PROMPTS)
@@ -55,11 +61,11 @@ def main() -> None:
                               config=dataclasses.replace(config, guidance_scale=w))
             images.append(res.images)
             captions += [f"w={w:g}: {prompt}"] * 2
-    save_figure(plot_samples(np.concatenate(images), captions, ncols=8), IMAGES / "reference_guidance.png")
+    save_figure(plot_samples(np.concatenate(images), captions, ncols=8), IMAGES / f"{name}_guidance.png")
 
     if args.run:
-        save_figure(plot_training_curves(args.run), IMAGES / "reference_training_curve.png")
-    logging.info("wrote %s", ", ".join(sorted(p.name for p in IMAGES.glob("reference_*.png"))))
+        save_figure(plot_training_curves(args.run), IMAGES / f"{name}_training_curve.png")
+    logging.info("wrote %s", ", ".join(sorted(p.name for p in IMAGES.glob(f"{name}_*.png"))))
 
 
 if __name__ == "__main__":
