@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from pokemon_diffusion.model.layers import AttentionBlock, ResBlock, SinusoidalEmbedding, make_norm
+from pokemon_diffusion.model.layers import AttentionBlock, ResBlock, SinusoidalEmbedding, make_norm, modulated_norm
 
 
 def _as_list(data):
@@ -223,3 +223,47 @@ def test_remat_block_computes_the_same_values_gradients_and_statistics(norm):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-7, err_msg=a.path)
     assert ResBlock.from_config(remat.get_config()).remat
     np.testing.assert_array_equal(remat([x, c], training=False).numpy(), plain([x, c], training=False).numpy())
+
+
+def _norm_pair(kind, shape, rng):
+    """Two built norm layers of ``kind`` with the same random (positive where needed) weights."""
+    a, b = make_norm(kind, 4), make_norm(kind, 4)
+    a.build(shape)
+    b.build(shape)
+    for wa, wb in zip(a.weights, b.weights):
+        value = (rng.normal(size=wa.shape) ** 2 + 0.5).astype("float32")
+        wa.assign(value)
+        wb.assign(value)
+    return a, b
+
+
+@pytest.mark.parametrize("kind", ["batch", "group"])
+@pytest.mark.parametrize("training", [True, False])
+def test_modulated_norm_equals_the_layer_then_scale_and_shift(kind, training):
+    rng = np.random.default_rng(0)
+    x = (rng.normal(size=(4, 8, 8, 16)) * 3 + 1).astype("float32")
+    scale = (rng.normal(size=(4, 1, 1, 16)) * 0.3).astype("float32")
+    shift = rng.normal(size=(4, 1, 1, 16)).astype("float32")
+    keras_norm, ours = _norm_pair(kind, x.shape, rng)
+    want = np.asarray(keras_norm(x, training=training)) * (1 + scale) + shift
+    got = np.asarray(modulated_norm(ours, tf.constant(x), training, scale=scale, shift=shift))
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-5)
+    # the same moving statistics afterwards (BatchNorm updates them in training only)
+    for wa, wb in zip(keras_norm.weights, ours.weights):
+        np.testing.assert_array_equal(wa.numpy(), wb.numpy())
+    # no conditioning: exactly the layer's own output
+    np.testing.assert_array_equal(np.asarray(modulated_norm(ours, tf.constant(x), training)),
+                                  np.asarray(keras_norm(x, training=training)))
+
+
+def test_modulated_norm_without_stats_update_leaves_the_moving_statistics():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 8, 8, 16)).astype("float32")
+    _, norm = _norm_pair("batch", x.shape, rng)
+    before = [w.numpy().copy() for w in norm.non_trainable_weights]
+    normalised = np.asarray(modulated_norm(norm, tf.constant(x), True, update_stats=False))
+    for w, old in zip(norm.non_trainable_weights, before):
+        np.testing.assert_array_equal(w.numpy(), old)
+    # batch statistics were used: each channel is standardised before γ and β
+    gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
+    np.testing.assert_allclose(((normalised - beta) / gamma).mean(axis=(0, 1, 2)), 0.0, atol=1e-4)

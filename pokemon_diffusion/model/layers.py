@@ -182,14 +182,14 @@ class ResBlock(keras.layers.Layer):
         return keras.remat(block)(x, c)
 
     def _block(self, x, c, training, seed=None, update_stats: bool = True):
-        h = self.conv1(ops.silu(_norm(self.norm1, x, training, update_stats)))
+        h = self.conv1(ops.silu(modulated_norm(self.norm1, x, training, update_stats)))
         cond = ops.expand_dims(ops.expand_dims(self.cond_proj(c), 1), 1)  # (B, 1, 1, width or 2*width)
         if self.scale_shift:
             scale, shift = ops.split(cond, 2, axis=-1)
-            h = _norm(self.norm2, h, training, update_stats) * (1.0 + scale) + shift
+            h = modulated_norm(self.norm2, h, training, update_stats, scale=scale, shift=shift)
         else:
             # added after the norm: before a BatchNorm the Dense's bias would be subtracted again
-            h = _norm(self.norm2, h, training, update_stats) + cond
+            h = modulated_norm(self.norm2, h, training, update_stats, shift=cond)
         h = ops.silu(h)
         if seed is None:
             h = self.drop(h, training=training)
@@ -224,18 +224,72 @@ class _ReplayedSeed(keras.random.SeedGenerator):
         return self._replayed
 
 
-def _norm(layer: keras.layers.Layer, x, training, update_stats: bool):
-    """``layer(x, training)``; for a BatchNorm in training with ``update_stats=False``, the same
-    batch-statistics normalisation without the moving-statistics update (Keras' own formula)."""
-    if update_stats or not training or not isinstance(layer, keras.layers.BatchNormalization):
-        return layer(x, training=training)
-    inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras does
-    mean, variance = ops.moments(inputs, axes=layer._reduction_axes, synchronized=layer.synchronized)
-    gamma = ops.cast(layer.gamma, inputs.dtype) if layer.scale else None
-    beta = ops.cast(layer.beta, inputs.dtype) if layer.center else None
-    outputs = ops.batch_normalization(inputs, mean, variance, axis=layer.axis, offset=beta, scale=gamma,
-                                      epsilon=layer.epsilon)
-    return ops.cast(outputs, layer.compute_dtype)
+def modulated_norm(layer: keras.layers.Layer, x, training, update_stats: bool = True, *, scale=None, shift=None):
+    """``norm(x) * (1 + scale) + shift`` with one multiply and one add over the whole of ``x``.
+
+    The norm's statistics, its affine (γ, β) and the conditioning's scale and shift all act per
+    (example, channel), so they fold into two small coefficient tensors ``a`` and ``b`` of shape
+    ``(1 or B, 1, 1, C)`` and the output is ``x * a + b``. Calling the Keras layer and then applying
+    the scale and shift makes four full-size passes instead of two, each with its own gradient
+    (measured: docs/PERFORMANCE.md). Same weights, same formula as the layer up to rounding.
+
+    Args:
+        layer: the block's BatchNormalization or GroupNormalization (channels last); any other layer
+            is called as it is.
+        x: ``(B, H, W, C)``.
+        training: batch statistics (BatchNorm: and a moving-statistics update) when true.
+        update_stats: BatchNorm in training only: False skips the moving-statistics update (the
+            rematerialised recomputation must not update them twice).
+        scale, shift: ``(B, 1, 1, C)`` conditioning, or None.
+
+    Returns:
+        The modulated, normalised ``x`` in the layer's compute dtype.
+    """
+    inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras' norms do
+    coefficients = _norm_coefficients(layer, inputs, training, update_stats)
+    if coefficients is None:  # another norm: the plain path
+        outputs = layer(x, training=training)
+        outputs = outputs if scale is None else outputs * (1.0 + scale)
+        return outputs if shift is None else outputs + shift
+    a, b = coefficients
+    if scale is not None:
+        scale = ops.cast(1.0 + scale, inputs.dtype)
+        a, b = a * scale, b * scale
+    if shift is not None:
+        b = b + ops.cast(shift, inputs.dtype)
+    return ops.cast(inputs * a + b, layer.compute_dtype)
+
+
+def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats: bool):
+    """``(a, b)`` with ``layer(inputs) == inputs * a + b`` (Keras' own statistics and update), or None."""
+    if isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm and layer.axis in (-1, 3):
+        if training and layer.trainable:
+            mean, variance = ops.moments(inputs, axes=layer._reduction_axes, synchronized=layer.synchronized)
+            if update_stats:  # Keras' update, as in BatchNormalization.call
+                momentum = layer.momentum
+                layer.moving_mean.assign(ops.cast(layer.moving_mean, mean.dtype) * momentum + mean * (1.0 - momentum))
+                layer.moving_variance.assign(ops.cast(layer.moving_variance, variance.dtype) * momentum
+                                             + variance * (1.0 - momentum))
+        else:
+            mean = ops.cast(layer.moving_mean, inputs.dtype)
+            variance = ops.cast(layer.moving_variance, inputs.dtype)
+        a = ops.rsqrt(variance + layer.epsilon)  # (C,)
+    elif isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3):
+        _, height, width, channels = inputs.shape
+        groups = layer.groups
+        grouped = ops.reshape(inputs, (-1, height, width, groups, channels // groups))
+        mean, variance = ops.moments(grouped, axes=(1, 2, 4), keepdims=True)  # (B, 1, 1, G, 1)
+        a = ops.reshape(ops.rsqrt(variance + layer.epsilon) + ops.zeros((1, 1, 1, 1, channels // groups)),
+                        (-1, 1, 1, channels))
+        mean = ops.reshape(mean + ops.zeros((1, 1, 1, 1, channels // groups)), (-1, 1, 1, channels))
+    else:
+        return None
+    if layer.scale:
+        a = a * ops.cast(layer.gamma, inputs.dtype)
+    b = -mean * a
+    if layer.center:
+        b = b + ops.cast(layer.beta, inputs.dtype)
+    return a, b
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
