@@ -10,6 +10,8 @@ call of each variant runs Python, so the swaps cost nothing at run time. Variant
   - bookkeeping    no NaN guard / loss sums
   - strategy.run   _replica_step called directly (no tf.distribute wrapping)
   - free batch     traced for the concrete batch shape (no input_signature)
+  - folded norm    the ResBlocks call the Keras norm layer, then scale and shift (the unfolded
+                   form of ``layers.modulated_norm``: four full-size passes instead of two)
   plain            the same model in a plain step: uniform t, normal noise, ε-MSE, AdamW (nothing else)
 Rounds alternate the variants (A/B/C... A/B/C...) and report the median ms per step of each and
 its ratio to ``trainer`` measured in the same round, so machine load cancels out. ``--profile``
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import collections
 import glob
+import importlib
 import json
 import os
 import statistics
@@ -51,8 +54,16 @@ def _batched_draws(trainer):
     return draws
 
 
+def _unfolded_norm(layer, x, training, update_stats=True, *, scale=None, shift=None):
+    """The ResBlock's norm and conditioning before ``modulated_norm``: the Keras layer, then FiLM."""
+    out = layer(x, training=training)
+    out = out if scale is None else out * (1.0 + scale)
+    return out if shift is None else out + shift
+
+
 def _swaps(trainer) -> Dict[str, Dict[str, Any]]:
-    """variant -> {attribute of the trainer (or 'ema.update'): replacement while tracing}."""
+    """variant -> {attribute of the trainer ('ema.update'; 'module:NAME.attr' for a module's
+    function): replacement while tracing}."""
     import tensorflow as tf
 
     return {
@@ -62,6 +73,7 @@ def _swaps(trainer) -> Dict[str, Dict[str, Any]]:
         "- clipping": {"_clip": lambda grads: (grads, tf.zeros([]))},
         "- bookkeeping": {"_bookkeeping": lambda loss, norm: None},
         "- strategy.run": {"strategy.run": lambda fn, args: fn(*args)},
+        "- folded norm": {"module:pokemon_diffusion.model.layers.modulated_norm": _unfolded_norm},
     }
 
 
@@ -73,7 +85,11 @@ def _traced_variant(trainer, swaps: Dict[str, Any], batch, signature: bool) -> C
     fn = tf.function(trainer._train_step, input_signature=spec if signature else None, autograph=False)
     saved = {}
     for name, value in swaps.items():
-        owner, attr = (trainer, name) if "." not in name else (getattr(trainer, name.split(".")[0]), name.split(".")[1])
+        if name.startswith("module:"):
+            module, attr = name[len("module:"):].rsplit(".", 1)
+            owner = importlib.import_module(module)
+        else:
+            owner, attr = (trainer, name) if "." not in name else (getattr(trainer, name.split(".")[0]), name.split(".")[1])
         saved[(id(owner), attr)] = (owner, attr, getattr(owner, attr))
         setattr(owner, attr, value)
     try:
