@@ -408,3 +408,12 @@ def test_run_reference_names_the_shipped_model_and_its_report_goes_to_the_curren
 
     assert _run_folder("reference") == str(pretrained_dir()) and _run_folder("runs/x") == "runs/x"
     assert "/" not in REFERENCE_REPORT
+
+
+def test_the_report_shows_the_held_out_loss_at_t0_apart():
+    from pokemon_diffusion.evaluation.report import _heldout_text
+
+    text = _heldout_text({"loss": 0.0875, "per_t": {"0": 0.5, "500": 0.2, "999": 0.1}})
+    assert text.startswith("0.08750") and "t = 0: 0.5000" in text and "the other 2 t: 0.15000" in text
+    assert _heldout_text({"loss": 0.1, "per_t": {"5": 0.1}}) == "0.10000"
+    assert _heldout_text({"loss": None}) == "n/a"
