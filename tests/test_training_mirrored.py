@@ -1,4 +1,5 @@
-"""The train step under MirroredStrategy on 2 logical CPUs gives the single-device result.
+"""The train step under MirroredStrategy on 2 logical CPUs (made by distribute.split_cpu) gives the
+single-device result.
 
 Logical devices must be configured before TensorFlow initialises, so the comparison runs in a
 fresh interpreter. GroupNorm and no dropout: BatchNorm statistics and dropout masks are per
@@ -18,8 +19,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = r"""
 import json, sys
 import tensorflow as tf
-cpu = tf.config.list_physical_devices("CPU")[0]
-tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+from pokemon_diffusion.errors import ConfigError
+from pokemon_diffusion.training.distribute import split_cpu
+split_cpu(2)
+assert len(tf.config.list_logical_devices("CPU")) == 2  # this starts TensorFlow's context
+split_cpu(2)  # the same split once started: a no-op
+try:
+    split_cpu(3)
+except ConfigError as exc:
+    assert "split before it starts" in str(exc), exc
+else:
+    raise AssertionError("split_cpu(3) after the start must be refused")
 import keras, numpy as np
 sys.path.insert(0, "tests")
 from helpers_training import tiny_config
