@@ -55,10 +55,10 @@ def _batched_draws(trainer):
 
 
 def _unfolded_norm(layer, x, training, update_stats=True, *, scale=None, shift=None):
-    """The ResBlock's norm and conditioning before ``modulated_norm``: the Keras layer, then FiLM."""
-    out = layer(x, training=training)
-    out = out if scale is None else out * (1.0 + scale)
-    return out if shift is None else out + shift
+    """``modulated_norm``'s signature, computed the unfolded way (the ResBlock before the fold)."""
+    from pokemon_diffusion.model.layers import norm_then_modulate
+
+    return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
 
 
 def _swaps(trainer) -> Dict[str, Dict[str, Any]]:

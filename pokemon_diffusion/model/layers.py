@@ -248,9 +248,7 @@ def modulated_norm(layer: keras.layers.Layer, x, training, update_stats: bool = 
     inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras' norms do
     coefficients = _norm_coefficients(layer, inputs, training, update_stats)
     if coefficients is None:  # another norm: the plain path
-        outputs = layer(x, training=training)
-        outputs = outputs if scale is None else outputs * (1.0 + scale)
-        return outputs if shift is None else outputs + shift
+        return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
     a, b = coefficients
     if scale is not None:
         scale = ops.cast(1.0 + scale, inputs.dtype)
@@ -258,6 +256,13 @@ def modulated_norm(layer: keras.layers.Layer, x, training, update_stats: bool = 
     if shift is not None:
         b = b + ops.cast(shift, inputs.dtype)
     return ops.cast(inputs * a + b, layer.compute_dtype)
+
+
+def norm_then_modulate(layer: keras.layers.Layer, x, training, *, scale=None, shift=None):
+    """The unfolded form of :func:`modulated_norm`: the Keras layer, then ``· (1 + scale) + shift``."""
+    outputs = layer(x, training=training)
+    outputs = outputs if scale is None else outputs * (1.0 + scale)
+    return outputs if shift is None else outputs + shift
 
 
 def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats: bool):
@@ -279,9 +284,11 @@ def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats
         groups = layer.groups
         grouped = ops.reshape(inputs, (-1, height, width, groups, channels // groups))
         mean, variance = ops.moments(grouped, axes=(1, 2, 4), keepdims=True)  # (B, 1, 1, G, 1)
-        a = ops.reshape(ops.rsqrt(variance + layer.epsilon) + ops.zeros((1, 1, 1, 1, channels // groups)),
-                        (-1, 1, 1, channels))
-        mean = ops.reshape(mean + ops.zeros((1, 1, 1, 1, channels // groups)), (-1, 1, 1, channels))
+
+        def per_channel(per_group):  # (B, 1, 1, G, 1) -> (B, 1, 1, C)
+            return ops.reshape(ops.repeat(per_group, channels // groups, axis=4), (-1, 1, 1, channels))
+
+        a, mean = per_channel(ops.rsqrt(variance + layer.epsilon)), per_channel(mean)
     else:
         return None
     if layer.scale:
