@@ -12,12 +12,15 @@ call of each variant runs Python, so the swaps cost nothing at run time. Variant
   - free batch     traced for the concrete batch shape (no input_signature)
   - folded norm    the ResBlocks call the Keras norm layer, then scale and shift (the unfolded
                    form of ``layers.modulated_norm``: four full-size passes instead of two)
+  - fused norm     BatchNorm's batch statistics from moments and one multiply-add (the folded
+                   form) instead of TensorFlow's fused kernel (``layers._fused_batch_norm``)
   plain            the same model in a plain step: uniform t, normal noise, ε-MSE, AdamW (nothing else)
 Rounds alternate the variants (A/B/C... A/B/C...) and report the median ms per step of each and
 its ratio to ``trainer`` measured in the same round, so machine load cancels out. ``--profile``
 also writes a ``tf.profiler`` trace of the trainer's step and prints its top ops.
 
     python benchmarks/bench_step_breakdown.py --sizes 32 --rounds 5 --profile
+    python benchmarks/bench_step_breakdown.py --sizes 32 64 --variants "- fused norm" plain
 """
 
 from __future__ import annotations
@@ -61,6 +64,10 @@ def _unfolded_norm(layer, x, training, update_stats=True, *, scale=None, shift=N
     return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
 
 
+_VARIANTS = ("- map_fn draws", "- EMA", "- clipping", "- bookkeeping", "- strategy.run", "- folded norm",
+             "- fused norm", "- free batch", "plain")
+
+
 def _swaps(trainer) -> Dict[str, Dict[str, Any]]:
     """variant -> {attribute of the trainer ('ema.update'; 'module:NAME.attr' for a module's
     function): replacement while tracing}."""
@@ -74,6 +81,7 @@ def _swaps(trainer) -> Dict[str, Dict[str, Any]]:
         "- bookkeeping": {"_bookkeeping": lambda loss, norm: None},
         "- strategy.run": {"strategy.run": lambda fn, args: fn(*args)},
         "- folded norm": {"module:pokemon_diffusion.model.layers.modulated_norm": _unfolded_norm},
+        "- fused norm": {"module:pokemon_diffusion.model.layers._fusable": lambda *args: False},
     }
 
 
@@ -140,15 +148,19 @@ def profile_top_ops(step: Callable, batch, steps: int = 3, top: int = 20) -> Dic
             "parts": {k: round(v / total, 3) for k, v in sorted(by_part.items(), key=lambda kv: -kv[1])}}
 
 
-def breakdown(size: int, batch_size: int, rounds: int, steps: int, profile: bool) -> dict:
+def breakdown(size: int, batch_size: int, rounds: int, steps: int, profile: bool, only=None) -> dict:
     trainer, batches = _trainer(size, batch_size)
     batch = next(batches)
     trainer.train_step(batch).numpy()
     variants = {"trainer": trainer.train_step}
+    wanted = (lambda name: True) if not only else (lambda name: name in only)
     for name, swaps in list(_swaps(trainer).items())[1:]:
-        variants[name] = _traced_variant(trainer, swaps, batch, signature=True)
-    variants["- free batch"] = _traced_variant(trainer, {}, batch, signature=False)
-    variants["plain"] = plain_step(trainer)
+        if wanted(name):
+            variants[name] = _traced_variant(trainer, swaps, batch, signature=True)
+    if wanted("- free batch"):
+        variants["- free batch"] = _traced_variant(trainer, {}, batch, signature=False)
+    if wanted("plain"):
+        variants["plain"] = plain_step(trainer)
     ms: Dict[str, List[float]] = {name: [] for name in variants}
     ratio: Dict[str, List[float]] = {name: [] for name in variants}
     for fn in variants.values():
@@ -180,8 +192,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=2, help="steps per variant per round")
     parser.add_argument("--profile", action="store_true", help="also trace the trainer's step with tf.profiler")
+    parser.add_argument("--variants", nargs="+", metavar="NAME",
+                        help="only these variants beside the trainer (default: all)")
     args = parser.parse_args()
-    results = [breakdown(size, args.batch, args.rounds, args.steps, args.profile) for size in args.sizes]
+    known = set(_VARIANTS)
+    if args.variants and not set(args.variants) <= known:
+        parser.error(f"--variants: got {sorted(set(args.variants) - known)}; allowed: {sorted(known)}")
+    results = [breakdown(size, args.batch, args.rounds, args.steps, args.profile, args.variants)
+               for size in args.sizes]
     path = write_result("step_breakdown", {"results": results})
     print(f"wrote {path}")
 

@@ -144,8 +144,10 @@ def test_remat_trains_the_same_weights(four_images):
         losses = [float(trainer.train_step(next(batches))) for _ in range(3)]
         runs.append((losses, [v.numpy() for v in trainer.model.variables + trainer.ema_model.variables]))
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-5)
+    # atol: the biases of convs followed by a BatchNorm have a zero true gradient, so their values
+    # (~1e-6) are rounding noise that AdamW normalises; everything else agrees to rtol 1e-4
     for a, b in zip(runs[0][1], runs[1][1]):
-        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-6)
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=3e-6)
 
 
 @pytest.mark.slow

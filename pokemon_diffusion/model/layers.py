@@ -246,6 +246,8 @@ def modulated_norm(layer: keras.layers.Layer, x, training, update_stats: bool = 
         The modulated, normalised ``x`` in the layer's compute dtype.
     """
     inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras' norms do
+    if _fusable(layer, inputs, training):
+        return ops.cast(_fused_batch_norm(layer, inputs, update_stats, scale, shift), layer.compute_dtype)
     coefficients = _norm_coefficients(layer, inputs, training, update_stats)
     if coefficients is None:  # another norm: the plain path
         return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
@@ -263,6 +265,50 @@ def norm_then_modulate(layer: keras.layers.Layer, x, training, *, scale=None, sh
     outputs = layer(x, training=training)
     outputs = outputs if scale is None else outputs * (1.0 + scale)
     return outputs if shift is None else outputs + shift
+
+
+def _fusable(layer: keras.layers.Layer, inputs, training) -> bool:
+    """BatchNorm with batch statistics on TensorFlow: one fused kernel (``FusedBatchNormV3``) applies."""
+    return (bool(training) and keras.backend.backend() == "tensorflow"
+            and isinstance(layer, keras.layers.BatchNormalization) and layer.trainable and not layer.renorm
+            and not layer.synchronized and layer.axis in (-1, 3) and len(inputs.shape) == 4
+            and inputs.dtype == "float32")
+
+
+def _fused_batch_norm(layer: keras.layers.Layer, inputs, update_stats: bool, scale, shift):
+    """Training-mode BatchNorm (+ conditioning) with TensorFlow's fused kernel, forward and backward.
+
+    The fused kernel normalises and applies a per-channel affine in one pass and has a one-op
+    gradient; the per-example conditioning folds into one multiply-add after it:
+    ``x̂ · γ(1 + scale) + (β(1 + scale) + shift)``. ~25 % less time for the norm's forward and
+    backward than the moments-based form at 32×32 and 16×16 (docs/PERFORMANCE.md). The moving
+    statistics get Keras' update with the biased batch variance (the kernel returns the unbiased
+    one: ``n / (n − 1)`` is undone).
+    """
+    import tensorflow as tf
+
+    channels = inputs.shape[-1]
+    gamma = ops.cast(layer.gamma, "float32") if layer.scale else ops.ones((channels,), "float32")
+    beta = ops.cast(layer.beta, "float32") if layer.center else ops.zeros((channels,), "float32")
+    conditioned = scale is not None
+    outputs, mean, variance, _, _, _ = tf.raw_ops.FusedBatchNormV3(
+        x=inputs, scale=ops.ones_like(gamma) if conditioned else gamma,
+        offset=ops.zeros_like(beta) if conditioned else beta,
+        mean=tf.zeros((0,)), variance=tf.zeros((0,)), epsilon=layer.epsilon, is_training=True)
+    if update_stats:
+        count = ops.cast(ops.prod(ops.shape(inputs)[:-1]), "float32")
+        variance = variance * ((count - 1.0) / ops.maximum(count, 1.0))  # back to the biased variance
+        momentum = layer.momentum
+        mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
+        layer.moving_mean.assign(ops.cast(layer.moving_mean, "float32") * momentum + mean * (1.0 - momentum))
+        layer.moving_variance.assign(ops.cast(layer.moving_variance, "float32") * momentum
+                                     + variance * (1.0 - momentum))
+    if conditioned:
+        factor = 1.0 + ops.cast(scale, "float32")
+        a, b = gamma * factor, beta * factor
+        b = b if shift is None else b + ops.cast(shift, "float32")
+        return outputs * a + b
+    return outputs if shift is None else outputs + ops.cast(shift, "float32")
 
 
 def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats: bool):
