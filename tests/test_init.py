@@ -106,3 +106,40 @@ def test_cli_init_starts_at_step_0_from_the_source_and_refuses_another_size(sour
                  "--image-size", "32"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and "model.image_size" in err, err
+
+
+def _grown(config, resolutions=(16,)):
+    return config.replace(model=config.model.replace(attention_resolutions=resolutions))
+
+
+@pytest.mark.slow  # the source run's training (~13 s, shared by the module)
+def test_adding_attention_starts_from_the_source_function(source_run, data_dir):
+    config = _grown(tiny_config())
+    trainer = Trainer(config, total_steps=10, strategy=tf.distribute.get_strategy())
+    assert load_init_weights(trainer, check_init(source_run, config, _encoder_of(data_dir))).endswith("ckpt-3")
+    assert any("attn" in layer.name for layer in trainer.model.layers)
+    source = load_run(source_run).model  # the source's EMA model
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((2, 16, 16, 3)).astype("float32"), np.array([3, 70], "int32"),
+              rng.standard_normal((2, 8)).astype("float32")]
+    # the added blocks' output projection is zero: the grown EMA model is the source's function
+    np.testing.assert_allclose(trainer.ema_model(inputs, training=False).numpy(),
+                               source(inputs, training=False).numpy(), atol=1e-5)
+    raw = _saved(source_run, "model_variables")
+    stem = trainer.model.get_layer("stem").get_weights()
+    assert any(np.array_equal(stem[0], value) for value in raw)  # raw weights from the raw checkpoint
+
+
+@pytest.mark.slow  # the source run's training (~13 s, shared by the module)
+def test_only_added_attention_is_allowed(source_run, data_dir, tmp_path):
+    encoder = _encoder_of(data_dir)
+    with pytest.raises(ConfigError, match=r"model.dropout: 0.0 in run, 0.1 now") as info:
+        check_init(source_run, _grown(tiny_config(dropout=0.1)), encoder)  # attention plus another change
+    assert "attention_resolutions" in str(info.value) and "self-attention added" in str(info.value)
+    with_attention = tmp_path / "run"
+    shutil.copytree(source_run, with_attention, ignore=shutil.ignore_patterns("tensorboard"))
+    saved = json.loads((with_attention / "config.json").read_text())
+    saved["model"]["attention_resolutions"] = [16]
+    (with_attention / "config.json").write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match=r"model.attention_resolutions: \[16\] in run, \[\] now"):
+        check_init(with_attention, tiny_config(), encoder)  # removing attention is not growing

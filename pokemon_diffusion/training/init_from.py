@@ -8,8 +8,12 @@ and random generator start fresh, as when a pretrained diffusion model is adapte
 * A folder with only ``ema_model.keras`` (the shipped reference) gives the EMA weights to both.
 
 The model config must be the source's (``text_dim`` included) and the dataset's text encoder the
-source's; anything else is refused with one line naming the difference. The diffusion config
-may differ (a new schedule is a legitimate fine-tuning choice); it is logged.
+source's; anything else is refused with one line naming the difference. One architectural change
+is allowed: **adding self-attention** (``attention_resolutions`` a superset of the source's). The
+new attention blocks keep their initialisation, whose output projection is zero, so the grown
+model computes exactly the source's function at step 0; every source layer's weights are copied
+by layer name. The diffusion config may differ (a new schedule is a legitimate fine-tuning
+choice); it is logged.
 """
 
 from __future__ import annotations
@@ -71,15 +75,27 @@ def check_init(source: Any, config: RunConfig, encoder: EncoderInfo) -> Path:
     if (folder / ENCODER_FILE).is_file():
         read_encoder_info(folder / ENCODER_FILE).check(encoder.name, encoder.dim, "the dataset's text encoder")
     diff = _differences(saved.model.to_dict(), config.model.to_dict())
+    if _adds_attention_only(diff):
+        old, new = diff.pop("attention_resolutions")
+        logger.info("--init: adding self-attention at %s to the source's %s (zero-initialised output: the "
+                    "model starts as the source)", sorted(set(new) - set(old)), list(old) or "none")
     if diff:
         shown = ", ".join(f"model.{k}: {a!r} in {folder.name}, {b!r} now" for k, (a, b) in diff.items())
         raise ConfigError(f"--init {source}: the model config differs ({shown}); allowed: the source's model "
-                          "config (drop those options, or train from scratch without --init)")
+                          "config, or it with self-attention added (drop those options, or train from scratch "
+                          "without --init)")
     changed = _differences(saved.diffusion.to_dict(), config.diffusion.to_dict())
     if changed:
         logger.info("--init: diffusion config changed from the source: %s",
                     ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     return folder
+
+
+def _adds_attention_only(diff: Dict[str, Tuple[Any, Any]]) -> bool:
+    if set(diff) != {"attention_resolutions"}:
+        return False
+    old, new = diff["attention_resolutions"]
+    return set(old or ()) < set(new or ())
 
 
 def _differences(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Tuple[Any, Any]]:
@@ -97,6 +113,10 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
     if folder is None:
         return None
     import tensorflow as tf
+
+    saved = init_config(folder).model
+    if saved != trainer.config.model:  # grown (check_init allowed only added attention)
+        return _load_grown(trainer, folder, saved)
 
     checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
     if checkpoint:
@@ -121,3 +141,55 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
                               f"{str(exc).splitlines()[0]}") from None
     logger.info("--init: model and EMA weights from %s", folder / EMA_MODEL_FILE)
     return str(folder / EMA_MODEL_FILE)
+
+
+def _source_models(folder: Path, saved: Any) -> Tuple[Any, Any, str]:
+    """The source's raw and EMA models, built from its own config: (raw, ema, what was read)."""
+    import tensorflow as tf
+
+    from ..model.unet import build_unet
+
+    checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
+    if not checkpoint:
+        from ..run_dir import load_run
+
+        ema = load_run(folder).model
+        return ema, ema, str(folder / EMA_MODEL_FILE)
+    raw, ema = build_unet(saved), build_unet(saved)
+    partial = tf.train.Checkpoint(model_variables=list(raw.variables), ema_variables=list(ema.variables))
+    try:
+        partial.restore(checkpoint).expect_partial().assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as exc:
+        raise CheckpointError(f"--init: cannot restore {checkpoint} into the source's model: "
+                              f"{str(exc).splitlines()[0]}") from None
+    return raw, ema, checkpoint
+
+
+def _copy_by_layer_name(source: Any, target: Any) -> int:
+    """Copy every weighted layer of ``source`` into the same-named layer of ``target``; returns the count."""
+    copied = 0
+    for layer in source.layers:
+        weights = layer.get_weights()
+        if not weights:
+            continue
+        try:
+            target.get_layer(layer.name).set_weights(weights)
+        except ValueError as exc:
+            raise CheckpointError(f"--init: layer {layer.name!r} of the source does not fit the grown model: "
+                                  f"{str(exc).splitlines()[0]}") from None
+        copied += 1
+    return copied
+
+
+def _load_grown(trainer: Any, folder: Path, saved: Any) -> str:
+    raw, ema, used = _source_models(folder, saved)
+    copied = _copy_by_layer_name(raw, trainer.model)
+    _copy_by_layer_name(ema, trainer.ema_model)
+    added = [layer.name for layer in trainer.model.layers if layer.get_weights() and not _has_layer(raw, layer.name)]
+    logger.info("--init: %d layers' model and EMA weights from %s; new, at their initialisation: %s",
+                copied, used, ", ".join(added))
+    return used
+
+
+def _has_layer(model: Any, name: str) -> bool:
+    return any(layer.name == name for layer in model.layers)
