@@ -1,11 +1,13 @@
 """Regenerate the pictures in docs/RESULTS.md from the shipped reference model.
 
-    .venv/bin/python docs/make_figures.py [--run runs/reference] [--model DIR] [--prefix NAME]
+    .venv/bin/python docs/make_figures.py [--run runs/reference] [--model DIR] [--prefix NAME] [--data DIR]
 
 Writes docs/images/reference_*.png (seeded: the same model gives the same pictures). ``--run``
 adds the training curve of the run the model came from (its metrics.jsonl). ``--model`` draws
 from another pretrained folder or run folder (default: the shipped model) and ``--prefix``
 renames the files (e.g. ``previous_reference`` keeps the old model's pictures for a side-by-side).
+``--data`` adds the reconstruction figure: 8 held-out images noised to 1/4, 1/2 and 3/4 of T and
+denoised back (``evaluation/reconstruction.py``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, help="a pretrained or run folder to draw from (default: the shipped one)")
     parser.add_argument("--prefix", default="reference", help="file name prefix under docs/images")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", type=Path, help="the run's dataset folder (for the reconstruction figure)")
     args = parser.parse_args()
     setup_logging(0)
     IMAGES.mkdir(parents=True, exist_ok=True)
@@ -63,9 +66,30 @@ def main() -> None:
             captions += [f"w={w:g}: {prompt}"] * 2
     save_figure(plot_samples(np.concatenate(images), captions, ncols=8), IMAGES / f"{name}_guidance.png")
 
+    if args.data:
+        save_figure(reconstruction_figure(run, args.data, args.seed), IMAGES / f"{name}_reconstruction.png")
     if args.run:
         save_figure(plot_training_curves(args.run), IMAGES / f"{name}_training_curve.png")
     logging.info("wrote %s", ", ".join(sorted(p.name for p in IMAGES.glob(f"{name}_*.png"))))
+
+
+def reconstruction_figure(run, data_dir: Path, seed: int, count: int = 8):
+    """Rows: held-out originals, then each rebuilt from 1/4, 1/2 and 3/4 of T (w = 1, DDIM-20)."""
+    from pokemon_diffusion.data.dataset import split_by_pokemon
+    from pokemon_diffusion.diffusion.reconstruct import reconstruct
+    from pokemon_diffusion.evaluation.evaluate import load_eval_data
+    from pokemon_diffusion.evaluation.reconstruction import LEVEL_FRACTIONS, STEPS
+
+    data = load_eval_data(data_dir, run.config.model.image_size)
+    _, val_idx = split_by_pokemon(data.entries, run.config.train.val_fraction, run.config.train.seed)
+    idx = np.asarray(val_idx[:count])
+    rows, captions = [data.images[idx]], [f"held out: {data.names[i]}" for i in idx]
+    for fraction in LEVEL_FRACTIONS:
+        level = int(round(fraction * (run.schedule.timesteps - 1)))
+        rows.append(reconstruct(run.model, data.images[idx], data.embeddings[idx], level, schedule=run.schedule,
+                                steps=STEPS, seed=seed))
+        captions += [f"from t={level}"] * len(idx)
+    return plot_samples(np.concatenate(rows), captions, ncols=len(idx))
 
 
 if __name__ == "__main__":

@@ -238,13 +238,18 @@ def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home, t
     assert all(s["name"] in s["prompt"] for s in cond["samples"])
     assert "16x16" in cond["feature_space"]
     assert report["colour"]["bins"] == 8 and 0 <= report["colour"]["histogram_tv"] <= 1
+    rebuilt = report["reconstruction"]  # the 3 held-out images from 1/4, 1/2, 3/4 of T = 20
+    assert list(rebuilt["levels"]) == ["5", "10", "14"] and rebuilt["num_images"] == 3
+    assert rebuilt["chance_top1"] == pytest.approx(1 / 6)
+    for level in rebuilt["levels"].values():
+        assert 0 <= level["top1"] <= level["top_k"] <= 1 and level["feature_distance"] >= 0
     inc = report["inception"]
     assert inc["fid"] >= 0 and inc["kid"]["num_subsets"] == 3 and inc["kid"]["subset_size"] == 4
     assert inc["num_generated"] == 4 and inc["num_real"] == 6 and "random" in inc["warning"]
     # the same seed gives the same report (timings aside; FID/KID skipped here to save a network build)
     again = _evaluate(run, data, inception_weights=None)
     assert "skipped" in again["inception"]
-    for key in ("heldout_loss", "conditioning", "colour"):
+    for key in ("heldout_loss", "conditioning", "colour", "reconstruction"):
         assert again[key] == report[key]
 
 
@@ -339,7 +344,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     report = json.loads(out.read_text())
     assert report["num_samples"] == 2 and report["sampling"]["steps"] == 2
     printed = capsys.readouterr().out
-    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "colour moments L2", "FID / KID",
+    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "colour moments L2",
+                  "FID / KID",
                   "skipped", f"report: {out}"):
         assert label in printed
     # the run's (made-up) encoder cannot embed the colour prompts: skipped, saying why

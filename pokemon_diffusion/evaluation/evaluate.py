@@ -16,6 +16,8 @@ The report (a JSON-ready dict) holds:
 4. ``colour``: :func:`metrics.colour_distance` between the N samples and all real images.
 5. ``inception``: FID and KID on InceptionV3 pool features, or ``{"skipped": reason}``.
 6. ``guidance_sweep``: figures 2 and 3 for each guidance weight asked for (e.g. 1, 3, 6).
+7. ``reconstruction``: held-out images noised to 1/4, 1/2 and 3/4 of T and denoised back: how
+   often the result is still the original Pokémon (``reconstruction.py``), a figure about shapes.
 
 See docs/EVALUATION.md.
 """
@@ -35,6 +37,7 @@ from ..errors import ConfigError, DataError
 from . import features as feats
 from . import metrics
 from .conditioning import choose_split_prompts, split_accuracy
+from .reconstruction import reconstruction
 from .prompt_following import colour_following
 from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
 from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
@@ -284,6 +287,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
 
     train_idx, val_idx = split_by_pokemon(data.entries, loaded.config.train.val_fraction, loaded.config.train.seed)
     prompt_index, held = choose_split_prompts(train_idx, val_idx, num, seed)
+    rebuilt = reconstruction(loaded, data, val_idx[:64], seed=seed, batch_size=max(batch_size, 32))
+    lap("reconstruction")
     colour_vectors, colours, colour_skip = (colour_embeddings(loaded, colour_seeds, prompt_encoder)
                                             if colour_seeds else (None, [], "colour_seeds = 0"))
     draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress)
@@ -333,6 +338,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "colour": colour,
         "inception": inception,
         "guidance_sweep": sweep,
+        "reconstruction": rebuilt,
         "seconds": timings,
     })
 

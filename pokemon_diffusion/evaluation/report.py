@@ -41,6 +41,7 @@ def format_report(report: Dict[str, Any]) -> str:
                                  f"{num(chance['type_overlap'], '{:.3f}')})"),
         *_split_rows(cond, num),
         ("colour following", _colour_text(report.get("colour_following", {}), num)),
+        ("rebuilt from level", _reconstruction_text(report.get("reconstruction") or {}, num)),
         ("colour moments L2", f"{num(colour['moments_l2'], '{:.2f}')} (0-255)   histogram TV "
                               f"{num(colour['histogram_tv'], '{:.3f}')}"),
     ]
@@ -72,6 +73,14 @@ def _heldout_text(heldout: Dict[str, Any]) -> str:
     # point is most of the mean, so the rest is shown apart (docs/EVALUATION.md)
     rest = [v for t, v in per_t.items() if t != 0]
     return f"{value:.5f}   (t = 0: {per_t[0]:.4f}; the other {len(rest)} t: {sum(rest) / len(rest):.5f})"
+
+
+def _reconstruction_text(result: Dict[str, Any], num) -> str:
+    if "skipped" in result or not result.get("levels"):
+        return f"skipped: {result.get('skipped', 'not measured')}"
+    parts = [f"{level}: {num(v['top1'], '{:.2f}')} / {num(v['top_k'], '{:.2f}')}" for level, v in result["levels"].items()]
+    return (f"{', '.join(parts)}   (top-1 / top-{result['k']} original; chance "
+            f"{num(result['chance_top1'], '{:.3f}')}, {result['num_images']} held-out images)")
 
 
 def _split_rows(cond: Dict[str, Any], num) -> list:

@@ -1,0 +1,81 @@
+"""Noise real images part of the way and denoise them back (SDEdit, Meng et al. 2022).
+
+``reconstruct(model, images, text_emb, level)`` draws ``x_level = √ᾱ·x_0 + √(1−ᾱ)·ε`` with the
+seed's noise and runs deterministic DDIM (η = 0) from ``level`` down to 0 with the sampler's
+compiled loop. From a low level the model only has to restore detail; from a high one it must
+rebuild the figure's layout from a faint trace of it. How far up a model still gets the original
+back is a measure of its shapes (``evaluation/reconstruction.py``); the same call is image-to-image
+generation ("draw this, but ...") for a user.
+
+Example:
+    >>> out = reconstruct(run.model, images, embeddings, level=500, schedule=run.schedule)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from ..config import DiffusionConfig
+from ..errors import ConfigError
+from .compiled import _compiled_segment
+from .samplers import _check_shape, _prepare_embeddings
+from .schedule import NoiseSchedule, make_schedule, q_sample
+
+
+def reconstruction_levels(level: int, steps: int) -> np.ndarray:
+    """``steps`` distinct 0-based levels evenly spaced from ``level`` down to 0 (fewer if level < steps − 1).
+
+    Example:
+        >>> reconstruction_levels(8, 5).tolist()
+        [8, 6, 4, 2, 0]
+    """
+    return np.unique(np.round(np.linspace(0, level, steps)).astype(np.int32))[::-1].copy()
+
+
+def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[NoiseSchedule] = None,
+                steps: int = 20, guidance_scale: float = 1.0, seed: int = 0, clip_x0: bool = True) -> np.ndarray:
+    """Noise ``images`` to ``level`` and denoise them with DDIM (η = 0); returns (B, H, W, C) in [-1, 1].
+
+    Args:
+        model: the run's EMA model (see ``samplers.sample``).
+        images: (B, H, W, C) float images in [-1, 1].
+        text_emb: (dim,) or (n, dim) embeddings, n dividing B (as in ``samplers.sample``).
+        level: the 0-based level to noise to, 0 .. T − 1 (T − 1: almost pure noise).
+        schedule: the run's schedule (None: the default linear T = 1000 one).
+        steps: DDIM steps from ``level`` to 0 (at most level + 1 distinct levels are used).
+        guidance_scale: w; 1 = the conditional model alone, 0 = unconditional.
+        seed: the noise of step 1; the same seed gives the same output.
+        clip_x0: clip each step's x̂_0 to [-1, 1].
+
+    Raises:
+        ConfigError: a level, step count, guidance weight or image shape outside what is allowed.
+        EncoderError: the embedding size differs from the model's.
+    """
+    schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
+    x0 = np.asarray(images, dtype=np.float32)
+    shape = _check_shape(model, x0.shape)
+    if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < schedule.timesteps:
+        raise ConfigError(f"level: got {level!r}; allowed: an integer from 0 to T - 1 = {schedule.timesteps - 1}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+        raise ConfigError(f"steps: got {steps!r}; allowed: an integer >= 1")
+    guidance_scale = float(guidance_scale)
+    if not np.isfinite(guidance_scale):
+        raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
+    cond = _prepare_embeddings(model, text_emb, shape[0])
+    if guidance_scale == 0.0:
+        cond = np.zeros_like(cond)
+    step_t = reconstruction_levels(int(level), int(steps))
+    step_prev = np.append(step_t[1:], -1).astype(np.int32)
+    key = tf.constant([int(seed), 2], tf.int64)  # 2: not a stream of samplers.sample's keys
+    noise = tf.random.stateless_normal(shape, key)
+    x = q_sample(schedule, tf.constant(x0), tf.fill([shape[0]], tf.constant(int(level), tf.int32)), noise)
+    run = _compiled_segment(model, schedule, "ddim", guidance_scale not in (0.0, 1.0), clip_x0)
+    pad = schedule.timesteps - len(step_t)
+    x, _ = run(x, cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
+               step_prev=tf.constant(np.pad(step_prev, (0, pad))), start=tf.constant(0),
+               stop=tf.constant(len(step_t)), guidance=tf.constant(guidance_scale, tf.float32),
+               eta=tf.constant(0.0, tf.float32), noise_key=tf.random.experimental.stateless_fold_in(key, 1))
+    return np.clip(x.numpy(), -1.0, 1.0)
