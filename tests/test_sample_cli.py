@@ -8,7 +8,7 @@ from PIL import Image
 
 from pokemon_diffusion.cli import main
 from pokemon_diffusion.text import registry as text_module
-from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, TrainConfig
+from pokemon_diffusion.config import DiffusionConfig, ModelConfig, RunConfig, SampleConfig, TrainConfig
 from pokemon_diffusion.run_dir import EMA_MODEL_FILE, EncoderInfo, save_model_atomic, write_encoder_info
 
 TEXT_DIM = 4
@@ -184,3 +184,50 @@ def test_sample_without_run_uses_the_shipped_reference_model(monkeypatch, tmp_pa
     assert main(["sample", "--prompt", "a ghost", "--steps", "2", "--seed", "0", "--out", str(out)]) == 0
     with Image.open(out) as png:
         assert png.format == "PNG"
+
+
+def _picture(path, colour=(200, 40, 40)):
+    image = np.full((40, 40, 3), 255, np.uint8)
+    image[8:32, 10:30] = colour  # a red block on white
+    Image.fromarray(image).save(path)
+    return path
+
+
+def test_init_image_edits_a_picture_and_the_strength_sets_how_much(run_dir, encoder, tmp_path):
+    from pokemon_diffusion.data.dataset import read_image
+    from pokemon_diffusion.generate import edit
+    from pokemon_diffusion.run_dir import load_run
+
+    picture = _picture(tmp_path / "in.png")
+    out = tmp_path / "edits.png"
+    argv = ["sample", "--run", str(run_dir), "--prompt", "a ghost", "--num", "2", "--init-image", str(picture),
+            "--strength", "0.5", "--seed", "4", "--out", str(out)]
+    assert main(argv) == 0
+    with Image.open(out) as png:
+        assert png.format == "PNG" and png.size[0] == 2 * 220
+    run = load_run(run_dir)
+    image = read_image(picture, (16, 16))
+    kept, _ = edit(run, ["a ghost"], image, strength=0.05, num=2, encoder=encoder)
+    redrawn, labels = edit(run, ["a ghost"], image, strength=1.0, num=2, encoder=encoder)
+    assert labels == ["a ghost", "a ghost"] and kept.images.shape == (2, 16, 16, 3)
+    assert np.abs(kept.images - image).mean() < 0.05 < np.abs(redrawn.images - image).mean()
+    assert not np.array_equal(redrawn.images[0], redrawn.images[1])  # each image its own noise
+    again, _ = edit(run, ["a ghost"], image, strength=1.0, num=2, encoder=encoder,
+                    config=SampleConfig(seed=redrawn.seed))
+    np.testing.assert_array_equal(again.images, redrawn.images)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--strength", "0.5"], "--strength 0.5: applies with --init-image only"),
+    (["--init-image", "IMG", "--sampler", "ddpm"], "--init-image: got --sampler ddpm; allowed: ddim"),
+    (["--init-image", "IMG", "--gif", "x.gif"], "--init-image: got --gif too"),
+    (["--init-image", "missing.png"], "cannot read image missing.png"),
+])
+def test_image_edit_flags_are_checked(run_dir, encoder, tmp_path, capsys, monkeypatch, extra, message):
+    monkeypatch.chdir(tmp_path)
+    picture = str(_picture(tmp_path / "in.png"))
+    extra = [picture if value == "IMG" else value for value in extra]
+    code = main(["sample", "--run", str(run_dir), "--prompt", "x", "--out", str(tmp_path / "s.png"), *extra])
+    assert code == 2
+    assert message in one_line_error(capsys)
+    assert not (tmp_path / "s.png").exists()

@@ -5,6 +5,8 @@ Example::
     pokemon-diffusion sample --run runs/demo --prompt "a fire-type dragon Pokémon" --num 4 \\
         --sampler ddim --steps 50 --guidance 3 --seed 0 --out samples.png \\
         --steps-figure steps.png --gif denoising.gif
+    pokemon-diffusion sample --prompt "a blue water turtle Pokémon" --init-image squirtle.png \
+        --strength 0.6 --num 4 --out edits.png                      # image-to-image (SDEdit)
 """
 
 from __future__ import annotations
@@ -57,6 +59,12 @@ def add_parser(subparsers):
                         help="also write the denoising steps (rows = images, columns = t)")
     parser.add_argument("--gif", type=suffix_path((".gif",)), metavar="FILE.gif",
                         help="also write the denoising as an animated GIF")
+    parser.add_argument("--init-image", metavar="FILE", default=None,
+                        help="start from this picture instead of noise (image-to-image, SDEdit): it is "
+                             "resized to the run's size, noised to --strength of T and denoised with the prompt")
+    parser.add_argument("--strength", type=float_range(0.01, 1.0), default=None, metavar="S",
+                        help="with --init-image: how much of the picture to redraw, 0.01 (keep it) ... "
+                             "1 (start from noise) (default: 0.6)")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
                              "RUN/encoder.json); it must be the same encoder (identity and size)")
@@ -88,10 +96,24 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         clip_x0=not args.no_clip, seed=args.seed)
 
 
+def _check_edit_flags(args) -> None:
+    """--init-image runs DDIM from a noised picture: no DDPM, no denoising figure or GIF."""
+    if args.init_image is None:
+        if args.strength is not None:
+            raise ConfigError(f"--strength {args.strength}: applies with --init-image only")
+        return
+    if args.sampler == "ddpm":
+        raise ConfigError("--init-image: got --sampler ddpm; allowed: ddim (the image edit is deterministic DDIM)")
+    for flag, value in (("--steps-figure", args.steps_figure), ("--gif", args.gif), ("--eta", args.eta)):
+        if value is not None:
+            raise ConfigError(f"--init-image: got {flag} too; allowed: --out only (an edit keeps no denoising steps)")
+
+
 def run(args) -> int:
     from ..generate import generate, save_outputs
 
     prompts = list(args.prompt)
+    _check_edit_flags(args)
     if len(prompts) * args.num > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x --num {args.num} = {len(prompts) * args.num} images; "
                           f"allowed: at most {MAX_IMAGES} per call")
@@ -107,7 +129,16 @@ def run(args) -> int:
         loaded = load_run(args.run)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
-    result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
+    if args.init_image is not None:
+        from ..data.dataset import read_image
+        from ..generate import edit
+
+        size = loaded.config.model.image_size
+        image = read_image(args.init_image, (size, size))  # DataError: missing or undecodable
+        result, labels = edit(loaded, prompts, image, strength=0.6 if args.strength is None else args.strength,
+                              num=args.num, config=config, text_encoder=args.text_encoder)
+    else:
+        result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
     log.info("seed %d (pass --seed %d to repeat)", result.seed, result.seed)
     # 3. the files, each written atomically
     save_outputs(result, labels, args.out, steps_figure=args.steps_figure, gif=args.gif)
