@@ -143,3 +143,12 @@ def test_only_added_attention_is_allowed(source_run, data_dir, tmp_path):
     (with_attention / "config.json").write_text(json.dumps(saved))
     with pytest.raises(ConfigError, match=r"model.attention_resolutions: \[16\] in run, \[\] now"):
         check_init(with_attention, tiny_config(), encoder)  # removing attention is not growing
+
+
+def test_the_order_of_attention_resolutions_does_not_matter():
+    from pokemon_diffusion.training.init_from import _adds_attention_only, _differences, _model_fields
+
+    a, b = (tiny_config(channel_mults=(1, 2)).model.replace(attention_resolutions=r) for r in ((16, 8), (8, 16)))
+    assert _model_fields(a) == _model_fields(b)
+    grown = _differences(_model_fields(tiny_config(channel_mults=(1, 2)).model), _model_fields(b))
+    assert _adds_attention_only(grown) and grown["attention_resolutions"] == ([], [16, 8])

@@ -16,16 +16,25 @@ X0 = RNG.uniform(-0.9, 0.9, (3, 8, 8, 3)).astype("float32")
 
 
 class Oracle(keras.Model):
-    """Predicts the exact ε of x_t for known clean images: DDIM (η = 0) must then return them."""
+    """Predicts the exact ε of x_t for known clean images: DDIM (η = 0) must then return them.
+
+    It also counts its calls and records the highest and lowest level it was asked about.
+    """
 
     def __init__(self, x0, scale=1.0):
         super().__init__()
         self.x0 = tf.constant(x0)
         self.scale = scale
         self.alpha_bar = tf.constant(SCHEDULE.alphas_cumprod, tf.float32)
+        self.calls = tf.Variable(0)
+        self.highest = tf.Variable(-1)
+        self.lowest = tf.Variable(10**6)
 
     def call(self, inputs, training=False):
         x, t, text = inputs
+        self.calls.assign_add(1)
+        self.highest.assign(tf.maximum(self.highest, tf.reduce_max(t)))
+        self.lowest.assign(tf.minimum(self.lowest, tf.reduce_min(t)))
         ab = tf.reshape(tf.gather(self.alpha_bar, t), (-1, 1, 1, 1))
         eps = (x - tf.sqrt(ab) * self.x0) / tf.sqrt(1.0 - ab)
         return eps * self.scale + 0.0 * tf.reduce_sum(text)
@@ -35,12 +44,19 @@ def test_levels_run_from_the_start_level_down_to_zero():
     assert reconstruction_levels(8, 5).tolist() == [8, 6, 4, 2, 0]
     assert reconstruction_levels(2, 10).tolist() == [2, 1, 0]  # no repeated level
     assert reconstruction_levels(0, 3).tolist() == [0]
+    assert reconstruction_levels(50, 1).tolist() == [50]  # one step: at the level the images were noised to
+    assert reconstruction_levels(50, 2).tolist() == [50, 0]
 
 
-@pytest.mark.parametrize("level", [0, 10, 50, 99])
-def test_an_exact_noise_predictor_gets_the_images_back(level):
-    out = reconstruct(Oracle(X0), X0, np.zeros(4, "float32"), level, schedule=SCHEDULE, steps=7)
+@pytest.mark.parametrize("level, steps", [(0, 7), (10, 7), (50, 7), (99, 7), (60, 1), (60, 2)])
+def test_an_exact_noise_predictor_gets_the_images_back(level, steps):
+    oracle = Oracle(X0)
+    out = reconstruct(oracle, X0, np.zeros(4, "float32"), level, schedule=SCHEDULE, steps=steps)
     np.testing.assert_allclose(out, X0, atol=2e-4)
+    # the first step is at the level the images were noised to, one call per step
+    levels = reconstruction_levels(level, steps)
+    assert int(oracle.highest.numpy()) == level and int(oracle.lowest.numpy()) == levels[-1]
+    assert int(oracle.calls.numpy()) == len(levels)
 
 
 def test_the_seed_fixes_the_noise_and_a_wrong_model_is_seen():

@@ -220,7 +220,9 @@ def test_init_image_edits_a_picture_and_the_strength_sets_how_much(run_dir, enco
 @pytest.mark.parametrize("extra, message", [
     (["--strength", "0.5"], "--strength 0.5: applies with --init-image only"),
     (["--init-image", "IMG", "--sampler", "ddpm"], "--init-image: got --sampler ddpm; allowed: ddim"),
-    (["--init-image", "IMG", "--gif", "x.gif"], "--init-image: got --gif too"),
+    (["--init-image", "IMG", "--gif", "x.gif"], "--init-image: got --gif too; allowed: no --gif"),
+    (["--init-image", "IMG", "--intermediates", "4"], "--init-image: got --intermediates too"),
+    (["--init-image", "IMG", "--eta", "0"], "--init-image: got --eta 0.0; allowed: no --eta"),
     (["--init-image", "missing.png"], "cannot read image missing.png"),
 ])
 def test_image_edit_flags_are_checked(run_dir, encoder, tmp_path, capsys, monkeypatch, extra, message):

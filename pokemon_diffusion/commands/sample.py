@@ -49,8 +49,8 @@ def add_parser(subparsers):
                         help="DDIM eta: 0 deterministic ... 1 stochastic (default: 0)")
     add_seed_argument(parser, default=None,
                       help="random seed; the same seed gives the same images (default: random, logged)")
-    parser.add_argument("--intermediates", type=int_range(2, 1000), default=defaults.num_intermediates,
-                        metavar="K", help="denoising steps kept for --steps-figure/--gif (default: %(default)s)")
+    parser.add_argument("--intermediates", type=int_range(2, 1000), default=None, metavar="K",
+                        help=f"denoising steps kept for --steps-figure/--gif (default: {defaults.num_intermediates})")
     parser.add_argument("--no-clip", action="store_true",
                         help="do not clip each step's estimate of the clean image to [-1, 1]")
     parser.add_argument("--out", required=True, type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
@@ -92,7 +92,9 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
         steps = min(SampleConfig().steps, timesteps) if args.steps is None else args.steps
         ddim_timesteps(timesteps, steps)  # ConfigError "DDIM steps: got N; allowed: 1 to the schedule's T"
     return SampleConfig(sampler=args.sampler, steps=steps, guidance_scale=args.guidance,
-                        eta=0.0 if args.eta is None else args.eta, num_intermediates=args.intermediates,
+                        eta=0.0 if args.eta is None else args.eta,
+                        num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
+                        else args.intermediates,
                         clip_x0=not args.no_clip, seed=args.seed)
 
 
@@ -104,9 +106,12 @@ def _check_edit_flags(args) -> None:
         return
     if args.sampler == "ddpm":
         raise ConfigError("--init-image: got --sampler ddpm; allowed: ddim (the image edit is deterministic DDIM)")
-    for flag, value in (("--steps-figure", args.steps_figure), ("--gif", args.gif), ("--eta", args.eta)):
+    if args.eta is not None:
+        raise ConfigError(f"--init-image: got --eta {args.eta}; allowed: no --eta (an edit is DDIM with eta 0)")
+    for flag, value in (("--steps-figure", args.steps_figure), ("--gif", args.gif),
+                        ("--intermediates", args.intermediates)):
         if value is not None:
-            raise ConfigError(f"--init-image: got {flag} too; allowed: --out only (an edit keeps no denoising steps)")
+            raise ConfigError(f"--init-image: got {flag} too; allowed: no {flag} (an edit keeps no denoising steps)")
 
 
 def run(args) -> int:

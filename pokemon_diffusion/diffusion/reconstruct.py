@@ -28,11 +28,15 @@ from .schedule import NoiseSchedule, make_schedule, q_sample
 def reconstruction_levels(level: int, steps: int) -> np.ndarray:
     """``steps`` distinct 0-based levels evenly spaced from ``level`` down to 0 (fewer if level < steps − 1).
 
+    The first is always ``level`` (the level the images were noised to); one step is ``[level]``.
+
     Example:
         >>> reconstruction_levels(8, 5).tolist()
         [8, 6, 4, 2, 0]
+        >>> reconstruction_levels(8, 1).tolist()
+        [8]
     """
-    return np.unique(np.round(np.linspace(0, level, steps)).astype(np.int32))[::-1].copy()
+    return np.unique(np.round(np.linspace(level, 0, steps)).astype(np.int32))[::-1].copy()
 
 
 def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[NoiseSchedule] = None,

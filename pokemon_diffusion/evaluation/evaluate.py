@@ -287,7 +287,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
 
     train_idx, val_idx = split_by_pokemon(data.entries, loaded.config.train.val_fraction, loaded.config.train.seed)
     prompt_index, held = choose_split_prompts(train_idx, val_idx, num, seed)
-    rebuilt = reconstruction(loaded, data, val_idx[:64], seed=seed, batch_size=max(batch_size, 32))
+    rebuilt = reconstruction(loaded, data, val_idx[:64], seed=seed)
     lap("reconstruction")
     colour_vectors, colours, colour_skip = (colour_embeddings(loaded, colour_seeds, prompt_encoder)
                                             if colour_seeds else (None, [], "colour_seeds = 0"))

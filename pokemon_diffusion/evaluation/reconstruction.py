@@ -23,8 +23,11 @@ LEVEL_FRACTIONS = (0.25, 0.5, 0.75)
 STEPS = 20
 
 
+CHUNK = 32  # images per call; fixed, so that each image's noise does not depend on a batch-size option
+
+
 def reconstruction(loaded, data, indices: Sequence[int], *, fractions: Sequence[float] = LEVEL_FRACTIONS,
-                   steps: int = STEPS, seed: int = 0, batch_size: int = 64, k: int = 5) -> Dict[str, Any]:
+                   steps: int = STEPS, seed: int = 0, k: int = 5) -> Dict[str, Any]:
     """The figures of the module docstring for ``data``'s images at ``indices``.
 
     Returns:
@@ -46,7 +49,7 @@ def reconstruction(loaded, data, indices: Sequence[int], *, fractions: Sequence[
         out = np.concatenate([
             reconstruct(loaded.model, data.images[chunk], data.embeddings[chunk], level, schedule=schedule,
                         steps=steps, guidance_scale=1.0, seed=seed + i)
-            for i, chunk in enumerate(np.array_split(indices, max(1, -(-len(indices) // batch_size))))])
+            for i, chunk in enumerate(np.split(indices, range(CHUNK, len(indices), CHUNK)))])
         gen_f = feats.pixel_features(out)
         hits = names[nearest_neighbours(gen_f, real_f, k=k)] == names[indices][:, None]
         levels[str(level)] = {"fraction": float(fraction), "top1": float(hits[:, 0].mean()),

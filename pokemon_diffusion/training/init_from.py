@@ -74,7 +74,7 @@ def check_init(source: Any, config: RunConfig, encoder: EncoderInfo) -> Path:
     saved = init_config(folder)
     if (folder / ENCODER_FILE).is_file():
         read_encoder_info(folder / ENCODER_FILE).check(encoder.name, encoder.dim, "the dataset's text encoder")
-    diff = _differences(saved.model.to_dict(), config.model.to_dict())
+    diff = _differences(_model_fields(saved.model), _model_fields(config.model))
     if _adds_attention_only(diff):
         old, new = diff.pop("attention_resolutions")
         logger.info("--init: adding self-attention at %s to the source's %s (zero-initialised output: the "
@@ -89,6 +89,13 @@ def check_init(source: Any, config: RunConfig, encoder: EncoderInfo) -> Path:
         logger.info("--init: diffusion config changed from the source: %s",
                     ", ".join(f"{k} {a!r} -> {b!r}" for k, (a, b) in changed.items()))
     return folder
+
+
+def _model_fields(model: Any) -> Dict[str, Any]:
+    """A model config as a dict; the attention resolutions as a sorted list (their order builds the same model)."""
+    fields = model.to_dict()
+    fields["attention_resolutions"] = sorted(fields.get("attention_resolutions") or (), reverse=True)
+    return fields
 
 
 def _adds_attention_only(diff: Dict[str, Tuple[Any, Any]]) -> bool:
@@ -115,7 +122,7 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
     import tensorflow as tf
 
     saved = init_config(folder).model
-    if saved != trainer.config.model:  # grown (check_init allowed only added attention)
+    if _model_fields(saved) != _model_fields(trainer.config.model):  # grown (check_init allowed only added attention)
         return _load_grown(trainer, folder, saved)
 
     checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
