@@ -21,7 +21,7 @@ import tensorflow as tf
 from ..config import DiffusionConfig
 from ..errors import ConfigError
 from .compiled import _compiled_segment
-from .samplers import _check_shape, _prepare_embeddings
+from .samplers import _check_shape, _prepare_embeddings, loop_args
 from .schedule import NoiseSchedule, make_schedule, q_sample
 
 
@@ -72,14 +72,10 @@ def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[Noise
     if guidance_scale == 0.0:
         cond = np.zeros_like(cond)
     step_t = reconstruction_levels(int(level), int(steps))
-    step_prev = np.append(step_t[1:], -1).astype(np.int32)
     key = tf.constant([int(seed), 2], tf.int64)  # 2: not a stream of samplers.sample's keys
     noise = tf.random.stateless_normal(shape, key)
     x = q_sample(schedule, tf.constant(x0), tf.fill([shape[0]], tf.constant(int(level), tf.int32)), noise)
     run = _compiled_segment(model, schedule, "ddim", guidance_scale not in (0.0, 1.0), clip_x0)
-    pad = schedule.timesteps - len(step_t)
-    x, _ = run(x, cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
-               step_prev=tf.constant(np.pad(step_prev, (0, pad))), start=tf.constant(0),
-               stop=tf.constant(len(step_t)), guidance=tf.constant(guidance_scale, tf.float32),
-               eta=tf.constant(0.0, tf.float32), noise_key=tf.random.experimental.stateless_fold_in(key, 1))
+    args = loop_args(schedule, step_t, cond, guidance_scale, 0.0, tf.random.experimental.stateless_fold_in(key, 1))
+    x, _ = run(x, start=tf.constant(0), stop=tf.constant(len(step_t)), **args)
     return np.clip(x.numpy(), -1.0, 1.0)

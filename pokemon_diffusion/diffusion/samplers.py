@@ -220,6 +220,22 @@ class _Plan:
                             guidance_scale=self.guidance_scale, eta=self.eta, seconds=seconds)
 
 
+def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, guidance_scale: float,
+              eta: float, noise_key: tf.Tensor) -> Dict[str, Any]:
+    """The compiled loop's arguments that do not change during a run (all but x, start, stop).
+
+    The step tables (``step_t`` and each step's next level, −1 after the last) are padded to T,
+    the most steps a run can have, so that their shape, and hence the compiled loop, is the same
+    for any number of steps.
+    """
+    step_prev = np.append(step_t[1:], -1).astype(np.int32)
+    pad = schedule.timesteps - len(step_t)
+    return dict(cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
+                step_prev=tf.constant(np.pad(step_prev, (0, pad))),
+                guidance=tf.constant(guidance_scale, tf.float32), eta=tf.constant(float(eta), tf.float32),
+                noise_key=noise_key)
+
+
 def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
           steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
           num_intermediates: int, clip_x0: bool) -> _Plan:
@@ -249,7 +265,6 @@ def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSche
         if not 0.0 <= float(eta) <= 1.0:
             raise ConfigError(f"eta: got {eta}; allowed: 0 to 1")
         step_t = ddim_timesteps(schedule.timesteps, min(50, schedule.timesteps) if steps is None else steps)
-    step_prev = np.append(step_t[1:], -1).astype(np.int32)
     records = _record_points(len(step_t), num_intermediates)
     seed = _resolve_seed(seed)
 
@@ -265,13 +280,7 @@ def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSche
     x = tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(run_key, 0))
     noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
 
-    # 4. the step tables are padded to T (the most steps a run can have) so that their shape, and
-    #    hence the compiled loop, is the same for any number of steps
-    pad = schedule.timesteps - len(step_t)
-    args = dict(cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
-                step_prev=tf.constant(np.pad(step_prev, (0, pad))),
-                guidance=tf.constant(guidance_scale, tf.float32), eta=tf.constant(float(eta), tf.float32),
-                noise_key=noise_key)
+    args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key)
     return _Plan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
                  guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
 

@@ -298,11 +298,7 @@ def _fused_batch_norm(layer: keras.layers.Layer, inputs, update_stats: bool, sca
     if update_stats:
         count = ops.cast(ops.prod(ops.shape(inputs)[:-1]), "float32")
         variance = variance * ((count - 1.0) / ops.maximum(count, 1.0))  # back to the biased variance
-        momentum = layer.momentum
-        mean, variance = tf.stop_gradient(mean), tf.stop_gradient(variance)
-        layer.moving_mean.assign(ops.cast(layer.moving_mean, "float32") * momentum + mean * (1.0 - momentum))
-        layer.moving_variance.assign(ops.cast(layer.moving_variance, "float32") * momentum
-                                     + variance * (1.0 - momentum))
+        _update_moving_stats(layer, tf.stop_gradient(mean), tf.stop_gradient(variance))
     if conditioned:
         factor = 1.0 + ops.cast(scale, "float32")
         a, b = gamma * factor, beta * factor
@@ -311,16 +307,21 @@ def _fused_batch_norm(layer: keras.layers.Layer, inputs, update_stats: bool, sca
     return outputs if shift is None else outputs + ops.cast(shift, "float32")
 
 
+def _update_moving_stats(layer: keras.layers.Layer, mean, variance) -> None:
+    """Keras' BatchNorm update of the moving statistics (as in ``BatchNormalization.call``)."""
+    momentum = layer.momentum
+    layer.moving_mean.assign(ops.cast(layer.moving_mean, mean.dtype) * momentum + mean * (1.0 - momentum))
+    layer.moving_variance.assign(ops.cast(layer.moving_variance, variance.dtype) * momentum
+                                 + variance * (1.0 - momentum))
+
+
 def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats: bool):
     """``(a, b)`` with ``layer(inputs) == inputs * a + b`` (Keras' own statistics and update), or None."""
     if isinstance(layer, keras.layers.BatchNormalization) and not layer.renorm and layer.axis in (-1, 3):
         if training and layer.trainable:
             mean, variance = ops.moments(inputs, axes=layer._reduction_axes, synchronized=layer.synchronized)
-            if update_stats:  # Keras' update, as in BatchNormalization.call
-                momentum = layer.momentum
-                layer.moving_mean.assign(ops.cast(layer.moving_mean, mean.dtype) * momentum + mean * (1.0 - momentum))
-                layer.moving_variance.assign(ops.cast(layer.moving_variance, variance.dtype) * momentum
-                                             + variance * (1.0 - momentum))
+            if update_stats:
+                _update_moving_stats(layer, mean, variance)
         else:
             mean = ops.cast(layer.moving_mean, inputs.dtype)
             variance = ops.cast(layer.moving_variance, inputs.dtype)

@@ -127,14 +127,7 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
 
     checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
     if checkpoint:
-        # only the two weight lists of the training checkpoint (see checkpoint.py), nothing else
-        partial = tf.train.Checkpoint(model_variables=list(trainer.model.variables),
-                                      ema_variables=list(trainer.ema_model.variables))
-        try:
-            partial.restore(checkpoint).expect_partial().assert_existing_objects_matched()
-        except (AssertionError, ValueError, tf.errors.OpError) as exc:
-            raise CheckpointError(f"--init: cannot restore {checkpoint} into this model: "
-                                  f"{str(exc).splitlines()[0]}") from None
+        _restore_weights(checkpoint, trainer.model, trainer.ema_model, "this model")
         logger.info("--init: model and EMA weights from %s", checkpoint)
         return checkpoint
     from ..run_dir import load_run
@@ -163,13 +156,19 @@ def _source_models(folder: Path, saved: Any) -> Tuple[Any, Any, str]:
         ema = load_run(folder).model
         return ema, ema, str(folder / EMA_MODEL_FILE)
     raw, ema = build_unet(saved), build_unet(saved)
-    partial = tf.train.Checkpoint(model_variables=list(raw.variables), ema_variables=list(ema.variables))
+    _restore_weights(checkpoint, raw, ema, "the source's model")
+    return raw, ema, checkpoint
+
+
+def _restore_weights(checkpoint: str, model: Any, ema_model: Any, what: str) -> None:
+    """Only the two weight lists of a training checkpoint (see checkpoint.py) into these models."""
+    import tensorflow as tf
+
+    partial = tf.train.Checkpoint(model_variables=list(model.variables), ema_variables=list(ema_model.variables))
     try:
         partial.restore(checkpoint).expect_partial().assert_existing_objects_matched()
     except (AssertionError, ValueError, tf.errors.OpError) as exc:
-        raise CheckpointError(f"--init: cannot restore {checkpoint} into the source's model: "
-                              f"{str(exc).splitlines()[0]}") from None
-    return raw, ema, checkpoint
+        raise CheckpointError(f"--init: cannot restore {checkpoint} into {what}: {str(exc).splitlines()[0]}") from None
 
 
 def _copy_by_layer_name(source: Any, target: Any) -> int:
@@ -192,11 +191,8 @@ def _load_grown(trainer: Any, folder: Path, saved: Any) -> str:
     raw, ema, used = _source_models(folder, saved)
     copied = _copy_by_layer_name(raw, trainer.model)
     _copy_by_layer_name(ema, trainer.ema_model)
-    added = [layer.name for layer in trainer.model.layers if layer.get_weights() and not _has_layer(raw, layer.name)]
+    known = {layer.name for layer in raw.layers}
+    added = [layer.name for layer in trainer.model.layers if layer.weights and layer.name not in known]
     logger.info("--init: %d layers' model and EMA weights from %s; new, at their initialisation: %s",
                 copied, used, ", ".join(added))
     return used
-
-
-def _has_layer(model: Any, name: str) -> bool:
-    return any(layer.name == name for layer in model.layers)
