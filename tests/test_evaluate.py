@@ -339,10 +339,10 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     run, data = tiny_run
     out = tmp_path / "sub" / "report.json"
     code = main(["evaluate", "--run", str(run), "--data", str(data), "--num", "2", "--steps", "2",
-                 "--guidance", "1", "--seed", "1", "--out", str(out)])
+                 "--guidance", "1", "--seed", "1", "--eta", "0.5", "--out", str(out)])
     assert code == 0
     report = json.loads(out.read_text())
-    assert report["num_samples"] == 2 and report["sampling"]["steps"] == 2
+    assert report["num_samples"] == 2 and report["sampling"]["steps"] == 2 and report["sampling"]["eta"] == 0.5
     printed = capsys.readouterr().out
     for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "colour moments L2",
                   "FID / KID",
@@ -359,6 +359,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     (["--num", "1"], "allowed: an integer from 2"),
     (["--guidance", "1,x"], "comma-separated list"),
     (["--guidance", "1,60"], "allowed: a number from 0 to 50"),
+    (["--eta", "1.5"], "--eta"),
+    (["--sampler", "ddpm", "--eta", "0.5"], "allowed: 0 for ddpm"),
 ])
 def test_cli_bad_values_are_one_line_errors(tiny_run, capsys, extra, message):
     from pokemon_diffusion.cli import main

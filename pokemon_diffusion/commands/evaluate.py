@@ -15,7 +15,7 @@ import json
 import logging
 from pathlib import Path
 
-from ._args import add_sampler_arguments, add_seed_argument, int_range, suffix_path
+from ._args import add_sampler_arguments, add_seed_argument, float_range, int_range, suffix_path
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,9 @@ def add_parser(subparsers):
     guidance = next(a for a in parser._actions if a.dest == "guidance")  # evaluate also takes a sweep
     guidance.type, guidance.metavar = _weights_list, "W[,W...]"
     guidance.help += "; a comma-separated list (e.g. 1,3,6) adds a guidance sweep, the first is the headline"
+    parser.add_argument("--eta", type=float_range(0.0, 1.0), default=0.0, metavar="X",
+                        help="DDIM eta: 0 deterministic ... 1 stochastic, for every sampled figure except the "
+                             "reconstruction (always DDIM-20, eta 0); ddim only (default: %(default)s)")
     parser.add_argument("--colour-seeds", type=int_range(0, 1000), default=4, metavar="S",
                         help="samples per colour of the colour prompt-following test, 'a {colour} Pokémon' for "
                              "the 11 basic colours (0 = skip; default: %(default)s)")
@@ -102,7 +105,7 @@ def run(args) -> int:
     # the shipped reference's folder is part of the installed package: write nothing into it
     shipped = Path(args.run).resolve() == pretrained_dir().resolve()
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
-                      steps=args.steps, guidance_scale=guidance[0], guidance_scales=guidance[1:],
+                      steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],
                       colour_seeds=args.colour_seeds, batch_size=args.batch_size,
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
                       cache_dir=None if args.no_cache or shipped else Path(args.run) / CACHE_DIR)
