@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -61,9 +61,26 @@ def matmul_tflops(dtype: Any, n: int) -> float:
     return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
-def run_config(size: int, batch: int, mixed: bool, dim: int, smoke: bool, **train: Any) -> RunConfig:
-    model = ModelConfig(image_size=size, text_dim=dim, **(SMOKE_MODEL if smoke else {}))
-    return RunConfig(model=model, train=TrainConfig(batch_size=batch, mixed_precision=mixed, strategy="one", **train))
+def run_config(size: int, batch: int, mixed: bool, dim: int, smoke: bool, recipe: Optional[Dict[str, Any]] = None,
+               **train: Any) -> RunConfig:
+    """The default U-Net at ``size``; ``recipe`` ({"model"|"diffusion"|"train": {...}}) changes the training run's."""
+    recipe = recipe or {}
+    model = ModelConfig(image_size=size, text_dim=dim, **{**(SMOKE_MODEL if smoke else {}), **recipe.get("model", {})})
+    train = {**train, **recipe.get("train", {})}
+    return RunConfig(model=model, diffusion=recipe.get("diffusion", {}),
+                     train=TrainConfig(batch_size=batch, mixed_precision=mixed, strategy="one", **train))
+
+
+def parse_recipe(text: str) -> Dict[str, Any]:
+    """``--recipe``: inline JSON or a file, e.g. '{"diffusion": {"prediction": "v"}, "train": {"learning_rate": 1e-3}}'."""
+    try:
+        recipe = json.loads(text if text.lstrip().startswith("{") else Path(text).read_text())
+    except (OSError, ValueError) as exc:
+        raise argparse.ArgumentTypeError(f"got {text!r} ({exc}); allowed: a JSON object or a JSON file") from exc
+    if not isinstance(recipe, dict) or set(recipe) - {"model", "diffusion", "train"}:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a JSON object with the keys model, diffusion, "
+                                         "train")
+    return recipe
 
 
 def bench_cell(pack: Path, size: int, batch: int, mixed: bool, steps: int, smoke: bool) -> Dict[str, Any]:
@@ -105,6 +122,9 @@ def main() -> None:
     parser.add_argument("--train-batch", type=int, default=256)
     parser.add_argument("--margin", type=float, default=45, help="seconds kept for the final save and copy")
     parser.add_argument("--smoke", action="store_true", help="tiny model and sizes, for a CPU rehearsal")
+    parser.add_argument("--recipe", type=parse_recipe, default={},
+                        help="changes to the training run's config (not the step grid's), inline JSON or a file: "
+                             '{"model": {...}, "diffusion": {...}, "train": {...}}')
     args = parser.parse_args()
     began = time.monotonic()
     args.out.mkdir(parents=True, exist_ok=True)
@@ -148,7 +168,7 @@ def main() -> None:
     steps = max(10, int(0.85 * steps_per_s * seconds))  # evaluation and checkpoints take some of the time
     probe = run_config(size, args.train_batch, True, 8, args.smoke)
     dim = load_training_data(args.data64, probe).encoder.dim
-    config = run_config(size, args.train_batch, True, dim, args.smoke, steps=steps, warmup_steps=min(200, steps // 10),
+    config = run_config(size, args.train_batch, True, dim, args.smoke, args.recipe, steps=steps, warmup_steps=min(200, steps // 10),
                         time_limit_minutes=max(seconds, 1.0) / 60.0, eval_every=max(50, steps // 10),
                         checkpoint_every=max(100, steps // 4), log_every=max(10, steps // 100), max_checkpoints=1)
     run_dir = Path(tempfile.mkdtemp(prefix="gpu_jax_run_")) / "run"
