@@ -238,6 +238,9 @@ def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home, t
     assert all(s["name"] in s["prompt"] for s in cond["samples"])
     assert "16x16" in cond["feature_space"]
     assert report["colour"]["bins"] == 8 and 0 <= report["colour"]["histogram_tv"] <= 1
+    shape = report["silhouette"]
+    assert shape["num_generated"] == 4 and shape["num_real"] == 6 and shape == report["guidance_sweep"][0]["silhouette"]
+    assert all(0 <= shape[part][f] <= 1 for part in ("generated", "real") for f in ("area", "solidity"))
     rebuilt = report["reconstruction"]  # the 3 held-out images from 1/4, 1/2, 3/4 of T = 20
     assert list(rebuilt["levels"]) == ["5", "10", "14"] and rebuilt["num_images"] == 3
     assert rebuilt["chance_top1"] == pytest.approx(1 / 6)
@@ -249,7 +252,7 @@ def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home, t
     # the same seed gives the same report (timings aside; FID/KID skipped here to save a network build)
     again = _evaluate(run, data, inception_weights=None)
     assert "skipped" in again["inception"]
-    for key in ("heldout_loss", "conditioning", "colour", "reconstruction"):
+    for key in ("heldout_loss", "conditioning", "colour", "reconstruction", "silhouette"):
         assert again[key] == report[key]
 
 
@@ -344,7 +347,7 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     report = json.loads(out.read_text())
     assert report["num_samples"] == 2 and report["sampling"]["steps"] == 2 and report["sampling"]["eta"] == 0.5
     printed = capsys.readouterr().out
-    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "colour moments L2",
+    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "silhouette", "colour moments L2",
                   "FID / KID",
                   "skipped", f"report: {out}"):
         assert label in printed

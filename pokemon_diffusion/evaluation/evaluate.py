@@ -15,9 +15,11 @@ The report (a JSON-ready dict) holds:
    scored by the captions' own colour function (``prompt_following.py``), with chance levels.
 4. ``colour``: :func:`metrics.colour_distance` between the N samples and all real images.
 5. ``inception``: FID and KID on InceptionV3 pool features, or ``{"skipped": reason}``.
-6. ``guidance_sweep``: figures 2 and 3 for each guidance weight asked for (e.g. 1, 3, 6).
+6. ``guidance_sweep``: figures 2, 3 and 8 for each guidance weight asked for (e.g. 1, 3, 6).
 7. ``reconstruction``: held-out images noised to 1/4, 1/2 and 3/4 of T and denoised back: how
    often the result is still the original Pokémon (``reconstruction.py``), a figure about shapes.
+8. ``silhouette``: the N samples' figure area and solidity against the real images'
+   (``silhouette.py``): blobs are larger and more convex than Pokémon.
 
 See docs/EVALUATION.md.
 """
@@ -38,6 +40,7 @@ from . import features as feats
 from . import metrics
 from .conditioning import choose_split_prompts, split_accuracy
 from .reconstruction import reconstruction
+from .silhouette import silhouette_report
 from .prompt_following import colour_following
 from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
 from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
@@ -291,12 +294,14 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     lap("reconstruction")
     colour_vectors, colours, colour_skip = (colour_embeddings(loaded, colour_seeds, prompt_encoder)
                                             if colour_seeds else (None, [], "colour_seeds = 0"))
+    real_uint8 = feats.to_uint8(data.images)
     draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress)
     sweep, generated, colour_following_report = [], None, {"skipped": colour_skip}
     for w in scales:
         images = generate_from_embeddings(loaded, data.embeddings[prompt_index], guidance_scale=w, **draw)
         point: Dict[str, Any] = {"guidance_scale": w, "conditioning": _headline(conditioning_accuracy(
-            images, data, prompt_index, heldout=held))}
+            images, data, prompt_index, heldout=held)),
+            "silhouette": silhouette_report(feats.to_uint8(images), real_uint8)}
         if colour_vectors is not None:
             drawn = generate_from_embeddings(loaded, colour_vectors, guidance_scale=w, **draw)
             point["colour_following"] = colour_following(feats.to_uint8(drawn), colours)
@@ -309,7 +314,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
 
     # 4. pixel-space metrics of the headline samples
     conditioning = conditioning_accuracy(generated, data, prompt_index, heldout=held)
-    colour = metrics.colour_distance(feats.to_uint8(generated), feats.to_uint8(data.images))
+    colour = metrics.colour_distance(feats.to_uint8(generated), real_uint8)
+    silhouette = sweep[0]["silhouette"]
     lap("conditioning_and_colour")
 
     # 5. Inception metrics, or why not
@@ -336,6 +342,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "conditioning": conditioning,
         "colour_following": colour_following_report,
         "colour": colour,
+        "silhouette": silhouette,
         "inception": inception,
         "guidance_sweep": sweep,
         "reconstruction": rebuilt,

@@ -42,6 +42,7 @@ def format_report(report: Dict[str, Any]) -> str:
         *_split_rows(cond, num),
         ("colour following", _colour_text(report.get("colour_following", {}), num)),
         ("rebuilt from level", _reconstruction_text(report.get("reconstruction") or {}, num)),
+        ("silhouette", _silhouette_text(report.get("silhouette") or {}, num)),
         ("colour moments L2", f"{num(colour['moments_l2'], '{:.2f}')} (0-255)   histogram TV "
                               f"{num(colour['histogram_tv'], '{:.3f}')}"),
     ]
@@ -83,6 +84,15 @@ def _reconstruction_text(result: Dict[str, Any], num) -> str:
             f"{num(result['chance_top1'], '{:.3f}')}, {result['num_images']} held-out images)")
 
 
+def _silhouette_text(result: Dict[str, Any], num) -> str:
+    if not result.get("generated"):
+        return "not measured"
+    gen, real, w1 = result["generated"], result["real"], result["wasserstein"]
+    return (f"area {num(gen['area'], '{:.3f}')} (real {num(real['area'], '{:.3f}')}), solidity "
+            f"{num(gen['solidity'], '{:.3f}')} (real {num(real['solidity'], '{:.3f}')})   W1 "
+            f"{num(w1['area'], '{:.3f}')} / {num(w1['solidity'], '{:.3f}')}")
+
+
 def _split_rows(cond: Dict[str, Any], num) -> list:
     rows = []
     for split, label in (("train", "top-1 / top-5 train"), ("heldout", "top-1 / top-5 held-out")):
@@ -108,6 +118,9 @@ def _sweep_text(point: Dict[str, Any], num) -> str:
     for split in ("train", "heldout"):
         if cond.get(split, {}).get("num_samples"):
             text += f" ({split} {num(cond[split]['top1'], '{:.3f}')})"
+    shape = point.get("silhouette")
+    if shape:
+        text += f", area {num(shape['generated']['area'], '{:.2f}')} solidity {num(shape['generated']['solidity'], '{:.2f}')}"
     colour = point.get("colour_following")
     if colour:
         text += f", colour {num(colour['accuracy'], '{:.3f}')} (chance {num(colour['chance_shuffled'], '{:.3f}')})"
