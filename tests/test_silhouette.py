@@ -65,13 +65,13 @@ def test_an_empty_white_image_counts_as_all_figure():
 
 
 def test_report_compares_the_two_sets():
-    report = silhouette_report(np.stack([_square()] * 3), np.stack([_plus()] * 2))
+    report = silhouette_report(np.stack([_square()] * 3), silhouette_features(np.stack([_plus()] * 2)))
     assert report["generated"] == pytest.approx({"area": 0.25, "solidity": 1.0})
     assert report["real"]["area"] == pytest.approx(144 / 1024)
     assert report["wasserstein"]["area"] == pytest.approx(0.25 - 144 / 1024)
     assert report["wasserstein"]["solidity"] == pytest.approx(1.0 - report["real"]["solidity"])
     assert (report["num_generated"], report["num_real"]) == (3, 2)
-    same = silhouette_report(np.stack([_plus()] * 2), np.stack([_plus()] * 3))
+    same = silhouette_report(np.stack([_plus()] * 2), silhouette_features(np.stack([_plus()] * 3)))
     assert same["wasserstein"] == {"area": 0.0, "solidity": 0.0}
 
 

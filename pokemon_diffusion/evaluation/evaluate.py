@@ -40,7 +40,7 @@ from . import features as feats
 from . import metrics
 from .conditioning import choose_split_prompts, split_accuracy
 from .reconstruction import reconstruction
-from .silhouette import silhouette_report
+from .silhouette import silhouette_features, silhouette_report
 from .prompt_following import colour_following
 from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
 from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
@@ -295,13 +295,14 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     colour_vectors, colours, colour_skip = (colour_embeddings(loaded, colour_seeds, prompt_encoder)
                                             if colour_seeds else (None, [], "colour_seeds = 0"))
     real_uint8 = feats.to_uint8(data.images)
+    real_shapes = silhouette_features(real_uint8)
     draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress)
     sweep, generated, colour_following_report = [], None, {"skipped": colour_skip}
     for w in scales:
         images = generate_from_embeddings(loaded, data.embeddings[prompt_index], guidance_scale=w, **draw)
         point: Dict[str, Any] = {"guidance_scale": w, "conditioning": _headline(conditioning_accuracy(
             images, data, prompt_index, heldout=held)),
-            "silhouette": silhouette_report(feats.to_uint8(images), real_uint8)}
+            "silhouette": silhouette_report(feats.to_uint8(images), real_shapes)}
         if colour_vectors is not None:
             drawn = generate_from_embeddings(loaded, colour_vectors, guidance_scale=w, **draw)
             point["colour_following"] = colour_following(feats.to_uint8(drawn), colours)

@@ -55,9 +55,14 @@ def silhouette_features(images_uint8: np.ndarray) -> np.ndarray:
     return out
 
 
-def silhouette_report(generated_uint8: np.ndarray, real_uint8: np.ndarray) -> Dict[str, Any]:
-    """Means of each feature for the samples and the real images, and the Wasserstein-1 distance."""
-    gen, real = silhouette_features(generated_uint8), silhouette_features(real_uint8)
+def silhouette_report(generated_uint8: np.ndarray, real_features: np.ndarray) -> Dict[str, Any]:
+    """Means of each feature for the samples and the real images, and the Wasserstein-1 distance.
+
+    Args:
+        generated_uint8: (N, H, W, 3) uint8 samples.
+        real_features: :func:`silhouette_features` of the real images (computed once per evaluation).
+    """
+    gen, real = silhouette_features(generated_uint8), np.asarray(real_features, np.float64)
     return {
         "generated": {name: float(gen[:, j].mean()) for j, name in enumerate(FEATURES)},
         "real": {name: float(real[:, j].mean()) for j, name in enumerate(FEATURES)},
