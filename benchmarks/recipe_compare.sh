@@ -3,7 +3,8 @@
 # visual captions for MINUTES of wall time, pinned to one core with one TensorFlow thread, one after
 # another, then `evaluate` scores it (held-out loss in ε space, colour following, conditioning).
 #   bash benchmarks/recipe_compare.sh [MINUTES] [CORE] [RECIPE ...]
-# RECIPE is one of: base lr1e-3 w48 v minsnr. Data: data/pokemon_visual (collect --source pokedex
+# RECIPE is one of: base lr1e-3 w48 v eps minsnr. base is the shipped model's config, v-prediction
+# since reference v3 (2026-12-03), so v equals base there and eps is the ε recipe of the old tables. Data: data/pokemon_visual (collect --source pokedex
 # + embed --text-encoder minilm). Runs land in runs/cmp<MINUTES>_<RECIPE>, reports beside them.
 set -euo pipefail
 minutes=${1:-15}; core=${2:-1}; shift 2 || true
@@ -19,8 +20,9 @@ for r in "${recipes[@]}"; do
     lr1e-3) flags=(--lr 1e-3) ;;
     w48) flags=(--base-width 48) ;;
     v) change='{"diffusion": {"prediction": "v"}}' ;;
+    eps) change='{"diffusion": {"prediction": "epsilon"}}' ;;
     minsnr) change='{"train": {"loss_weighting": "min_snr"}}' ;;
-    *) echo "unknown recipe $r (base lr1e-3 w48 v minsnr)" >&2; exit 2 ;;
+    *) echo "unknown recipe $r (base lr1e-3 w48 v eps minsnr)" >&2; exit 2 ;;
   esac
   rm -rf "$out"
   # the shipped config with the recipe's change merged on top

@@ -47,7 +47,7 @@ def write_tiny_dataset(root: Path, n: int = 12, size: int = 20, dim: int = 8, po
 
 
 def tiny_config(image_size: int = 16, norm: str = "batch", dropout: float = 0.0, timesteps: int = 100,
-                channel_mults: tuple = (1,), **train: Any) -> RunConfig:
+                channel_mults: tuple = (1,), prediction: str = "v", **train: Any) -> RunConfig:
     """A U-Net of a few thousand parameters and a short schedule; ``train`` overrides TrainConfig.
 
     One level by default (no down/up path): tracing the train step costs seconds per level, and
@@ -59,6 +59,6 @@ def tiny_config(image_size: int = 16, norm: str = "batch", dropout: float = 0.0,
     return RunConfig(
         model=ModelConfig(image_size=image_size, base_width=8, channel_mults=channel_mults, num_res_blocks=1,
                           dropout=dropout, norm=norm, norm_groups=4, text_dim=ENCODER["dim"]),
-        diffusion=DiffusionConfig(timesteps=timesteps),
+        diffusion=DiffusionConfig(timesteps=timesteps, prediction=prediction),
         train=TrainConfig(**defaults),
     )

@@ -10,7 +10,7 @@ from pokemon_diffusion.diffusion.reconstruct import reconstruct, reconstruction_
 from pokemon_diffusion.diffusion.schedule import make_schedule
 from pokemon_diffusion.errors import ConfigError, EncoderError
 
-SCHEDULE = make_schedule(DiffusionConfig(timesteps=100))
+SCHEDULE = make_schedule(DiffusionConfig(timesteps=100, prediction="epsilon"))  # the oracle predicts ε
 RNG = np.random.default_rng(0)
 X0 = RNG.uniform(-0.9, 0.9, (3, 8, 8, 3)).astype("float32")
 
@@ -21,8 +21,9 @@ class Oracle(keras.Model):
     It also counts its calls and records the highest and lowest level it was asked about.
     """
 
-    def __init__(self, x0, scale=1.0):
+    def __init__(self, x0, scale=1.0, prediction="epsilon"):
         super().__init__()
+        self.prediction = prediction
         self.x0 = tf.constant(x0)
         self.scale = scale
         self.alpha_bar = tf.constant(SCHEDULE.alphas_cumprod, tf.float32)
@@ -37,7 +38,8 @@ class Oracle(keras.Model):
         self.lowest.assign(tf.minimum(self.lowest, tf.reduce_min(t)))
         ab = tf.reshape(tf.gather(self.alpha_bar, t), (-1, 1, 1, 1))
         eps = (x - tf.sqrt(ab) * self.x0) / tf.sqrt(1.0 - ab)
-        return eps * self.scale + 0.0 * tf.reduce_sum(text)
+        out = eps if self.prediction == "epsilon" else tf.sqrt(ab) * eps - tf.sqrt(1.0 - ab) * self.x0
+        return out * self.scale + 0.0 * tf.reduce_sum(text)
 
 
 def test_levels_run_from_the_start_level_down_to_zero():
@@ -57,6 +59,13 @@ def test_an_exact_noise_predictor_gets_the_images_back(level, steps):
     levels = reconstruction_levels(level, steps)
     assert int(oracle.highest.numpy()) == level and int(oracle.lowest.numpy()) == levels[-1]
     assert int(oracle.calls.numpy()) == len(levels)
+
+
+@pytest.mark.parametrize("level, steps", [(99, 7), (60, 1)])
+def test_an_exact_v_predictor_gets_the_images_back_with_a_v_schedule(level, steps):
+    schedule = make_schedule(DiffusionConfig(timesteps=100, prediction="v"))
+    out = reconstruct(Oracle(X0, prediction="v"), X0, np.zeros(4, "float32"), level, schedule=schedule, steps=steps)
+    np.testing.assert_allclose(out, X0, atol=2e-4)
 
 
 def test_the_seed_fixes_the_noise_and_a_wrong_model_is_seen():

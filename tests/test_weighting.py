@@ -54,7 +54,9 @@ def test_bad_options_are_refused():
 
 @pytest.mark.slow
 def test_train_step_multiplies_the_per_example_loss_by_the_weights():
-    """Same init, data and draws: γ above every SNR changes nothing; a small γ lowers the ε loss."""
+    """Same init, data and draws: γ above every SNR changes nothing; a small γ lowers the ε loss.
+
+    ε-prediction, where the Min-SNR weight min(SNR, γ)/SNR is exactly 1 for γ above every SNR."""
     import keras
     import tensorflow as tf
 
@@ -68,7 +70,7 @@ def test_train_step_multiplies_the_per_example_loss_by_the_weights():
     losses = {}
     for name, weighting, gamma in (("none", "none", 5.0), ("huge", "min_snr", 1e6), ("small", "min_snr", 0.5)):
         keras.utils.set_random_seed(0)
-        trainer = Trainer(tiny_config(strategy="one", loss_weighting=weighting, min_snr_gamma=gamma,
+        trainer = Trainer(tiny_config(prediction="epsilon", strategy="one", loss_weighting=weighting, min_snr_gamma=gamma,
                                       warmup_steps=0), total_steps=10)
         trainer.distribute(tf.data.Dataset.from_tensors(batch))
         losses[name] = float(trainer.train_step(batch))

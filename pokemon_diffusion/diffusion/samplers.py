@@ -162,7 +162,12 @@ def _resolve_seed(seed: Optional[int]) -> int:
 
 
 def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int]) -> NoiseSchedule:
-    """The schedule given, else the default linear one with ``timesteps`` steps."""
+    """The schedule given, else the default linear one with ``timesteps`` steps.
+
+    The default is ``DiffusionConfig()``'s, so a bare model is read as a v-predicting one; pass
+    ``schedule=run.schedule`` (or ``make_schedule(DiffusionConfig(prediction="epsilon"))``) for
+    an ε model.
+    """
     if schedule is None:
         return make_schedule(DiffusionConfig(timesteps=DEFAULT_TIMESTEPS if timesteps is None else timesteps))
     # the default 1000 says nothing when a schedule is given; another value is a likely mistake
