@@ -303,6 +303,24 @@ def test_colour_following_and_the_guidance_sweep(tiny_run, empty_keras_home):
         _evaluate(run, data, guidance_scales=[60.0])
 
 
+def test_variety_draws_several_seeds_of_the_first_headline_prompts(tiny_run, empty_keras_home):
+    from pokemon_diffusion.evaluation.evaluate import format_report
+
+    run, data = tiny_run
+    report = _evaluate(run, data, inception_weights=None, colour_seeds=0, variety_seeds=3, variety_prompts=2)
+    variety = report["variety"]
+    assert variety["num_prompts"] == 2 and variety["seeds"] == 3 and len(variety["per_prompt"]) == 2
+    assert variety["prompts"] == [s["name"] for s in report["conditioning"]["samples"][:2]]
+    assert variety["within_prompt"] > 0  # different noise, different images
+    assert variety["ratio"] == pytest.approx(variety["within_prompt"] / variety["real_pairs"])
+    assert "variety" in format_report(report) and "2 prompts x 3 seeds" in format_report(report)
+    skipped = _evaluate(run, data, inception_weights=None, colour_seeds=0, variety_seeds=0)
+    assert skipped["variety"] == {"skipped": "variety_seeds = 0"}
+    for bad in (dict(variety_seeds=1), dict(variety_seeds=65), dict(variety_prompts=0)):
+        with pytest.raises(ConfigError, match="variety_seeds"):
+            _evaluate(run, data, **bad)
+
+
 def test_ddpm_runs_all_steps_and_refuses_fewer(tiny_run, empty_keras_home):
     from pokemon_diffusion.evaluation.evaluate import evaluate
 
@@ -347,8 +365,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     report = json.loads(out.read_text())
     assert report["num_samples"] == 2 and report["sampling"]["steps"] == 2 and report["sampling"]["eta"] == 0.5
     printed = capsys.readouterr().out
-    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "silhouette", "colour moments L2",
-                  "FID / KID",
+    for label in ("held-out loss", "top-1 / top-5", "type exact / overlap", "rebuilt from level", "silhouette", "variety",
+                  "colour moments L2", "FID / KID",
                   "skipped", f"report: {out}"):
         assert label in printed
     # the run's (made-up) encoder cannot embed the colour prompts: skipped, saying why
@@ -364,6 +382,8 @@ def test_cli_writes_the_report_and_prints_a_table(tiny_run, tmp_path, capsys, em
     (["--guidance", "1,60"], "allowed: a number from 0 to 50"),
     (["--eta", "1.5"], "--eta"),
     (["--sampler", "ddpm", "--eta", "0.5"], "allowed: 0 for ddpm"),
+    (["--variety-seeds", "1"], "allowed: 0 (skip) or 2 to 64 seeds"),
+    (["--variety-seeds", "65"], "--variety-seeds"),
 ])
 def test_cli_bad_values_are_one_line_errors(tiny_run, capsys, extra, message):
     from pokemon_diffusion.cli import main

@@ -77,6 +77,9 @@ def add_parser(subparsers):
     parser.add_argument("--colour-seeds", type=int_range(0, 1000), default=4, metavar="S",
                         help="samples per colour of the colour prompt-following test, 'a {colour} Pokémon' for "
                              "the 11 basic colours (0 = skip; default: %(default)s)")
+    parser.add_argument("--variety-seeds", type=int_range(0, 64), default=4, metavar="K",
+                        help="seeds per prompt of the variety figure (the first 8 headline prompts, K images "
+                             "each; 0 = skip, else at least 2; default: %(default)s)")
     parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",
                         help="images per sampling / feature batch (default: %(default)s)")
     parser.add_argument("--inception-weights", type=_weights, default="auto", metavar="PATH|auto|imagenet|random",
@@ -106,7 +109,7 @@ def run(args) -> int:
     shipped = Path(args.run).resolve() == pretrained_dir().resolve()
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
                       steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],
-                      colour_seeds=args.colour_seeds, batch_size=args.batch_size,
+                      colour_seeds=args.colour_seeds, variety_seeds=args.variety_seeds, batch_size=args.batch_size,
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
                       cache_dir=None if args.no_cache or shipped else Path(args.run) / CACHE_DIR)
     out = args.out or (Path(REFERENCE_REPORT) if shipped else Path(args.run) / "evaluation.json")

@@ -20,6 +20,8 @@ The report (a JSON-ready dict) holds:
    often the result is still the original Pokémon (``reconstruction.py``), a figure about shapes.
 8. ``silhouette``: the N samples' figure area and solidity against the real images'
    (``silhouette.py``): blobs are larger and more convex than Pokémon.
+9. ``variety``: several seeds of the first few headline prompts, how far apart they are against two
+   different real images (``variety.py``): 0 means every seed draws the same picture.
 
 See docs/EVALUATION.md.
 """
@@ -41,6 +43,7 @@ from . import metrics
 from .conditioning import choose_split_prompts, split_accuracy
 from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
+from .variety import variety_report
 from .prompt_following import colour_following
 from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
 from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
@@ -208,7 +211,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
              kid_subsets: int = 100, inception_input_size: int = feats.INCEPTION_INPUT_SIZE,
              cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None,
              guidance_scales: Sequence[float] = (), colour_seeds: int = 4,
-             prompt_encoder: Any = None) -> Dict[str, Any]:
+             prompt_encoder: Any = None, variety_seeds: int = 4, variety_prompts: int = 8) -> Dict[str, Any]:
     """Sample ``num`` images from a run with the dataset's captions and measure them.
 
     Args:
@@ -230,6 +233,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         guidance_scales: more guidance weights for ``guidance_sweep`` (``guidance_scale`` is always in it).
         colour_seeds: samples per colour of the colour prompt-following test (0: skip it).
         prompt_encoder: embeds the colour prompts (default: the run's encoder, loaded).
+        variety_seeds: images per prompt of the variety figure, at the headline guidance (0: skip
+            it; else 2 to 64).
+        variety_prompts: how many of the headline prompts (the first ones) it uses, 1 to 64.
 
     Returns:
         The JSON-ready report (see the module docstring and docs/EVALUATION.md).
@@ -258,6 +264,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     if not all(0.0 <= w <= 50.0 for w in scales) or not 0 <= colour_seeds <= 1000:
         raise ConfigError(f"guidance_scales: got {scales}, colour_seeds {colour_seeds}; allowed: weights from 0 "
                           "to 50 and 0 to 1000 seeds per colour")
+    if not (variety_seeds == 0 or 2 <= variety_seeds <= 64) or not 1 <= variety_prompts <= 64:
+        raise ConfigError(f"variety_seeds: got {variety_seeds}, variety_prompts {variety_prompts}; allowed: 0 "
+                          "(skip) or 2 to 64 seeds, and 1 to 64 prompts")
     try:
         weights = feats.resolve_inception_weights(inception_weights, offline=offline)
         skipped: Optional[str] = None
@@ -311,6 +320,13 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         else:
             point.get("colour_following", {}).pop("drawn", None)  # the headline keeps the full table
         sweep.append(point)
+    variety: Dict[str, Any] = {"skipped": "variety_seeds = 0"}
+    if variety_seeds:
+        chosen = np.asarray(prompt_index)[:variety_prompts]
+        drawn = generate_from_embeddings(loaded, np.repeat(data.embeddings[chosen], variety_seeds, axis=0),
+                                         guidance_scale=scales[0], **draw)
+        variety = variety_report(feats.to_uint8(drawn), variety_seeds, real_uint8, seed=seed)
+        variety["prompts"] = [data.names[i] for i in chosen]
     lap("sampling")
 
     # 4. pixel-space metrics of the headline samples
@@ -344,6 +360,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "colour_following": colour_following_report,
         "colour": colour,
         "silhouette": silhouette,
+        "variety": variety,
         "inception": inception,
         "guidance_sweep": sweep,
         "reconstruction": rebuilt,

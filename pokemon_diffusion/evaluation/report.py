@@ -43,6 +43,7 @@ def format_report(report: Dict[str, Any]) -> str:
         ("colour following", _colour_text(report.get("colour_following", {}), num)),
         ("rebuilt from level", _reconstruction_text(report.get("reconstruction") or {}, num)),
         ("silhouette", _silhouette_text(report.get("silhouette") or {}, num)),
+        ("variety", _variety_text(report.get("variety") or {}, num)),
         ("colour moments L2", f"{num(colour['moments_l2'], '{:.2f}')} (0-255)   histogram TV "
                               f"{num(colour['histogram_tv'], '{:.3f}')}"),
     ]
@@ -91,6 +92,14 @@ def _silhouette_text(result: Dict[str, Any], num) -> str:
     return (f"area {num(gen['area'], '{:.3f}')} (real {num(real['area'], '{:.3f}')}), solidity "
             f"{num(gen['solidity'], '{:.3f}')} (real {num(real['solidity'], '{:.3f}')})   W1 "
             f"{num(w1['area'], '{:.3f}')} / {num(w1['solidity'], '{:.3f}')}")
+
+
+def _variety_text(result: Dict[str, Any], num) -> str:
+    if "within_prompt" not in result:
+        return f"skipped: {result.get('skipped', 'not measured')}"
+    return (f"{num(result['within_prompt'], '{:.3f}')} between seeds of one prompt, "
+            f"{num(result['real_pairs'], '{:.3f}')} between two real Pokémon (ratio "
+            f"{num(result['ratio'], '{:.2f}')}; {result['num_prompts']} prompts x {result['seeds']} seeds)")
 
 
 def _split_rows(cond: Dict[str, Any], num) -> list:
