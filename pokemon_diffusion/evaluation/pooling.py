@@ -17,28 +17,28 @@ SPLITS = ("train", "heldout")
 MUST_MATCH = ("run", "data", "num_samples")
 
 
+def _sampling_without_guidance(report: Dict[str, Any]) -> Dict[str, Any]:
+    return {k: v for k, v in report.get("sampling", {}).items() if k != "guidance_scale"}
+
+
 def _check_same_setting(reports: Sequence[Dict[str, Any]]) -> None:
-    first = reports[0]
+    first, base = reports[0], _sampling_without_guidance(reports[0])
     for index, report in enumerate(reports[1:], start=1):
         for key in MUST_MATCH:
             if report.get(key) != first.get(key):
                 raise ValueError(f"report {index} has {key}={report.get(key)!r} but report 0 has "
                                  f"{first.get(key)!r}; allowed: reports of one run, dataset and "
                                  "--num that differ only in --seed")
-        sampling = {k: v for k, v in report.get("sampling", {}).items() if k != "guidance_scale"}
-        base = {k: v for k, v in first.get("sampling", {}).items() if k != "guidance_scale"}
+        sampling = _sampling_without_guidance(report)
         if sampling != base:
             raise ValueError(f"report {index} samples with {sampling} but report 0 with {base}; "
                              "allowed: the same sampler, steps, eta and encoder")
 
 
 def _points(report: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The report's (guidance weight, conditioning) points: its sweep, or the headline alone."""
-    sweep = report.get("guidance_sweep") or []
-    if sweep:
-        return [{"guidance_scale": p["guidance_scale"], "conditioning": p["conditioning"]} for p in sweep]
-    return [{"guidance_scale": report["sampling"]["guidance_scale"],
-             "conditioning": report["conditioning"]}]
+    """The report's guidance points (``guidance_scale``, ``conditioning``): its sweep, or the headline."""
+    return report.get("guidance_sweep") or [{"guidance_scale": report["sampling"]["guidance_scale"],
+                                             "conditioning": report["conditioning"]}]
 
 
 def pool_conditioning(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -78,14 +78,12 @@ def pool_conditioning(reports: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
             count = tally["num_samples"]
             entry: Dict[str, Any] = {"num_samples": count}
             for measure in MEASURES:
-                value = tally[measure] / count if count else float("nan")
-                chance = tally[f"chance_{measure}"] / count if count else float("nan")
-                entry[measure] = {
-                    "value": value,
-                    "stderr": math.sqrt(value * (1.0 - value) / count) if count else float("nan"),
-                    "chance": chance,
-                    "ratio": value / chance if chance else float("nan"),
-                }
+                if not count:  # a split with no samples (a tiny --num): nothing to pool
+                    entry[measure] = dict.fromkeys(("value", "stderr", "chance", "ratio"), math.nan)
+                    continue
+                value, chance = tally[measure] / count, tally[f"chance_{measure}"] / count
+                entry[measure] = {"value": value, "stderr": math.sqrt(value * (1.0 - value) / count),
+                                  "chance": chance, "ratio": value / chance if chance else math.nan}
             pooled.setdefault(weight, {})[split] = entry
     return {"reports": len(reports), "seeds": [r.get("seed") for r in reports], "guidance": pooled}
 
@@ -133,7 +131,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(format_pooled(pooled))
     if args.out:
         from ..atomic import atomic_write_text  # noqa: PLC0415 (only for --out)
-        atomic_write_text(args.out, json.dumps(pooled, indent=2) + "\n")
+        from .report import jsonable  # NaN (an empty split) to null, as evaluate's own reports
+        atomic_write_text(args.out, json.dumps(jsonable(pooled), indent=2, allow_nan=False) + "\n")
     return 0
 
 
