@@ -36,29 +36,41 @@ LR_SCHEDULES = ("cosine", "constant")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
-                     "plain": "{name}, {a} {types} Pokémon"}
-CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a")
+                     "plain": "{name}, {a} {types} Pokémon",
+                     "name": "{name}",
+                     "description": "{a} {size} {colours} {types} Pokémon",
+                     "colour": "{a} {colours} Pokémon",
+                     "type": "{a} {types} Pokémon",
+                     "abilities": "{name}, {a} {colours} Pokémon with {abilities}"}
+CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a", "abilities")
+#: The extra captions every image gets besides its main one (``caption_template``), in this order;
+#: names of CAPTION_TEMPLATES or template texts. Training draws one caption per example per step.
+CAPTION_FORMS = ("name", "plain", "description", "colour", "type", "abilities")
 
 C = TypeVar("C", bound="BaseConfig")
 
 
-def caption_template_text(template: str) -> str:
-    """A caption template by name (``visual`` | ``plain``) or as given, checked.
+def caption_template_text(template: str, *, need_name: bool = True) -> str:
+    """A caption template by name (a key of CAPTION_TEMPLATES) or as given, checked.
+
+    Args:
+        template: a name or a template text.
+        need_name: the main caption must say who it is; extra caption forms need not.
 
     Raises:
-        ConfigError: unknown placeholders, unbalanced braces, or no ``{name}``.
+        ConfigError: unknown placeholders, unbalanced braces, or (``need_name``) no ``{name}``.
     """
     import string
 
     text = CAPTION_TEMPLATES.get(template, template)
-    allowed = (f"visual | plain | a text with {{name}} and any of "
-               f"{', '.join('{' + p + '}' for p in CAPTION_PLACEHOLDERS[1:])}")
+    allowed = (f"{' | '.join(CAPTION_TEMPLATES)} | a text with {'{name} and ' if need_name else ''}any of "
+               f"{', '.join('{' + p + '}' for p in CAPTION_PLACEHOLDERS[int(need_name):])}")
     try:
         fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
     except ValueError as exc:
         raise ConfigError(f"caption_template: got {template!r} ({exc}); allowed: {allowed}") from None
     unknown = sorted({f for f in fields if f not in CAPTION_PLACEHOLDERS})
-    if unknown or "name" not in fields:
+    if unknown or (need_name and "name" not in fields):
         what = f"unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)}" if unknown else "no {name}"
         raise ConfigError(f"caption_template: got {template!r} ({what}); allowed: {allowed}")
     return text
@@ -187,6 +199,7 @@ class DataConfig(BaseConfig):
     text_encoder: str = "auto"
     embed_batch_size: int = 64
     caption_template: str = "visual"  # see CAPTION_TEMPLATES and docs/DATA.md
+    caption_forms: Tuple[str, ...] = CAPTION_FORMS  # extra captions per image; () for one caption
 
     def validate(self) -> None:
         self._choice("source", SOURCES)
@@ -206,6 +219,11 @@ class DataConfig(BaseConfig):
             caption_template_text(self.caption_template)
         except ConfigError as exc:
             raise ConfigError(f"DataConfig.{exc}") from None
+        for form in self.caption_forms:
+            try:
+                caption_template_text(form, need_name=False)
+            except ConfigError as exc:
+                raise ConfigError(f"DataConfig.caption_forms{str(exc)[len('caption_template'):]}") from None
 
 
 @dataclass(frozen=True)
@@ -347,6 +365,7 @@ class SampleConfig(BaseConfig):
     num_intermediates: int = 10
     clip_x0: bool = True
     seed: Optional[int] = None
+    enrich: bool = True  # a Pokémon's name in a prompt gets its known description (prompts.py)
 
     def validate(self) -> None:
         self._choice("sampler", SAMPLERS)

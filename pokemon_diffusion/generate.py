@@ -50,14 +50,26 @@ def encode_prompts(run: LoadedRun, prompts: Sequence[str], *, text_encoder: Opti
     return embeddings
 
 
+def prompt_texts(run: LoadedRun, prompts: Sequence[str], enrich: bool = True) -> List[str]:
+    """What gets encoded for each prompt: the prompt enriched with the run's name table
+    (``prompts.enrich_prompt``; each rewrite logged), or as typed when ``enrich`` is False or the
+    run has no table."""
+    from .prompts import enrich_prompts
+
+    return [item.text for item in enrich_prompts(prompts, run.name_table if enrich else None, enrich)]
+
+
 def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
              config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
              embeddings: Optional[np.ndarray] = None):
     """Sample ``num`` images per prompt with the run's EMA model and schedule.
 
+    With ``config.enrich`` (the default) a Pokémon name in a prompt gets the run's description of
+    that Pokémon first (:func:`prompt_texts`); ``embeddings`` given skip the text altogether.
+
     Returns:
         ``(SampleResult, labels)``: images are prompt-major (prompt 0's ``num`` images first);
-        ``labels`` repeats each prompt ``num`` times, ready for :func:`save_outputs`.
+        ``labels`` repeats each prompt as encoded ``num`` times, ready for :func:`save_outputs`.
 
     Raises:
         ConfigError: no prompt, or more DDIM steps than the run's T.
@@ -75,6 +87,7 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
         if config.steps > timesteps:
             log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
     if embeddings is None:
+        prompts = prompt_texts(run, prompts, config.enrich)
         embeddings = encode_prompts(run, prompts, text_encoder=text_encoder, encoder=encoder)
     model = run.config.model
     shape = (len(prompts) * num, model.image_size, model.image_size, model.channels)
@@ -126,6 +139,7 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     steps = max(1, int(round(min(config.steps, timesteps) * float(strength))))
     seed = _resolve_seed(config.seed)
     if embeddings is None:
+        prompts = prompt_texts(run, prompts, config.enrich)
         embeddings = encode_prompts(run, prompts, text_encoder=text_encoder, encoder=encoder)
     batch = np.repeat(np.asarray(image, dtype=np.float32)[None], len(prompts) * num, axis=0)
     log.info("editing the image with %d prompt(s) x %d: noised to t = %d of %d, %d DDIM steps, guidance %g",

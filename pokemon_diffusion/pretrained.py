@@ -22,12 +22,14 @@ from typing import Any, Dict, Optional, Union
 
 from .atomic import atomic_write_text
 from .errors import CheckpointError
+from .prompts import NAMES_FILE
 from .run_dir import CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, LoadedRun, keras_file_damage, load_run
 
 log = logging.getLogger(__name__)
 
 MANIFEST_FILE = "manifest.json"
 SHIPPED_FILES = (CONFIG_FILE, ENCODER_FILE, EMA_MODEL_FILE)
+OPTIONAL_FILES = (NAMES_FILE,)  # shipped and checked when the run has one (runs before it did not)
 PathLike = Union[str, os.PathLike]
 
 
@@ -62,7 +64,7 @@ def read_manifest(folder: Optional[PathLike] = None) -> Dict[str, Any]:
                               "train one with `pokemon-diffusion train` and pass --run") from None
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"cannot read {path}: {exc!r}") from None
-    for name in SHIPPED_FILES:
+    for name in SHIPPED_FILES + tuple(n for n in OPTIONAL_FILES if n in checksums):
         file = folder / name
         if name not in checksums:
             raise CheckpointError(f"{path} lists no checksum for {name}")
@@ -102,9 +104,10 @@ def export_pretrained(run_dir: PathLike, dest: PathLike, **facts: Any) -> Dict[s
     if damage:
         raise CheckpointError(f"{run_dir / EMA_MODEL_FILE} is damaged: {damage}; nothing exported")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in SHIPPED_FILES:
+    names = SHIPPED_FILES + tuple(n for n in OPTIONAL_FILES if (run_dir / n).is_file())
+    for name in names:
         shutil.copyfile(run_dir / name, dest / name)
-    manifest = {**facts, "sha256": {name: sha256_of(dest / name) for name in SHIPPED_FILES},
-                "bytes": sum((dest / name).stat().st_size for name in SHIPPED_FILES)}
+    manifest = {**facts, "sha256": {name: sha256_of(dest / name) for name in names},
+                "bytes": sum((dest / name).stat().st_size for name in names)}
     atomic_write_text(dest / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest

@@ -61,6 +61,15 @@ class LoadedRun:
     model: Any  # keras.Model
 
     @property
+    def name_table(self):
+        """The run's prompt-enrichment table (``prompts.NameTable``), or None for a run without one."""
+        if not hasattr(self, "_name_table"):
+            from .prompts import read_name_table
+
+            object.__setattr__(self, "_name_table", read_name_table(self.path))
+        return self._name_table
+
+    @property
     def schedule(self):
         from .diffusion.schedule import make_schedule
 

@@ -8,7 +8,7 @@ import pytest
 from pokemon_diffusion.config import SampleConfig
 from pokemon_diffusion.errors import CheckpointError
 from pokemon_diffusion.generate import generate
-from pokemon_diffusion.pretrained import (MANIFEST_FILE, SHIPPED_FILES, export_pretrained, load_pretrained,
+from pokemon_diffusion.pretrained import (MANIFEST_FILE, OPTIONAL_FILES, SHIPPED_FILES, export_pretrained, load_pretrained,
                                           pretrained_dir, read_manifest)
 from pokemon_diffusion.run_dir import keras_file_damage, load_run
 
@@ -19,8 +19,8 @@ def test_manifest_records_how_it_was_trained_and_checksums_match():
         assert manifest.get(key) is not None, key
     assert "pokemon-diffusion train" in manifest["command"]
     assert manifest["steps"] > 0 and np.isfinite(manifest["val_loss"])
-    assert set(manifest["sha256"]) == set(SHIPPED_FILES)
-    size = sum((pretrained_dir() / name).stat().st_size for name in SHIPPED_FILES)
+    assert set(manifest["sha256"]) == set(SHIPPED_FILES) | set(OPTIONAL_FILES)  # the name table ships too
+    size = sum((pretrained_dir() / name).stat().st_size for name in manifest["sha256"])
     assert size == manifest["bytes"] and size < 30 * 2**20
 
 

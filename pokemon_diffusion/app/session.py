@@ -47,6 +47,7 @@ class Request:
     steps: int
     guidance: float
     seed: Optional[int]
+    enrich: bool = True  # add the run's description of a named Pokémon (prompts.py)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Update:
     seconds: float
     grid_png: Optional[Path] = None
     gif: Optional[Path] = None
+    encoded: str = ""  # the prompt as encoded, when enrichment rewrote it
 
     @property
     def done(self) -> bool:
@@ -79,10 +81,11 @@ class Update:
     def status(self) -> str:
         """One line for the page's status box."""
         where = f"step {self.step}/{self.steps} · t = {self.t}"
+        said = f" · prompt used: “{self.encoded}”" if self.encoded else ""
         if self.done:
             return (f"done: {self.steps} steps in {self.seconds:.1f} s · seed {self.seed} "
-                    f"(type it in Seed to get the same images again)")
-        return f"sampling… {where} · seed {self.seed} · {self.seconds:.1f} s"
+                    f"(type it in Seed to get the same images again){said}")
+        return f"sampling… {where} · seed {self.seed} · {self.seconds:.1f} s{said}"
 
 
 def _number(value, what: str, low: float, high: float, *, integer: bool) -> float:
@@ -97,7 +100,7 @@ def _number(value, what: str, low: float, high: float, *, integer: bool) -> floa
     return int(number) if integer else number
 
 
-def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int) -> Request:
+def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int, enrich=True) -> Request:
     """Check the page's fields (the browser's limits are not trusted: the API takes anything).
 
     Args:
@@ -108,6 +111,7 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         guidance: 0 to :data:`MAX_GUIDANCE`.
         seed: blank or None for a random seed, else an integer 0 to 2**31−1 (text or number).
         timesteps: the run's T.
+        enrich: add the run's description of a Pokémon named in the prompt (a checkbox: true/false).
 
     Raises:
         ConfigError: a field outside what is allowed; the message names the field.
@@ -128,7 +132,16 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         seed_value = _number(seed.strip() if isinstance(seed, str) else seed, "Seed", 0, MAX_SEED, integer=True)
     return Request(prompt=text, num=_number(num, "Images", 1, MAX_IMAGES, integer=True), sampler=kind,
                    steps=steps, guidance=_number(guidance, "Guidance", 0.0, MAX_GUIDANCE, integer=False),
-                   seed=seed_value)
+                   seed=seed_value, enrich=_flag(enrich, "Describe named Pokémon"))
+
+
+def _flag(value, what: str) -> bool:
+    """A checkbox's value: a bool (or None for the default, True); ConfigError names ``what``."""
+    if value is None:
+        return True
+    if not isinstance(value, bool):
+        raise ConfigError(f"{what}: got {value!r}; allowed: true | false")
+    return value
 
 
 def frame_picture(images: np.ndarray) -> np.ndarray:
@@ -176,8 +189,8 @@ class AppSession:
             pass
         return time.perf_counter() - started
 
-    def parse(self, prompt, num, sampler, steps, guidance, seed) -> Request:
-        return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps)
+    def parse(self, prompt, num, sampler, steps, guidance, seed, enrich=True) -> Request:
+        return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps, enrich=enrich)
 
     def stream(self, request: Request) -> Iterator[Update]:
         """Sample ``request``: an :class:`Update` every few steps, the last one with the files.
@@ -186,10 +199,12 @@ class AppSession:
             EncoderError: the encoder returned something the model cannot take.
         """
         from ..diffusion.streaming import iter_sample
-        from ..generate import encode_prompts
+        from ..generate import encode_prompts, prompt_texts
 
         started = time.perf_counter()
-        embedding = encode_prompts(self.run, [request.prompt], encoder=self.encoder)
+        text = prompt_texts(self.run, [request.prompt], request.enrich)[0]
+        encoded = text if text != request.prompt else ""
+        embedding = encode_prompts(self.run, [text], encoder=self.encoder)
         model = self.run.config.model
         shape = (request.num, model.image_size, model.image_size, model.channels)
         every = max(1, math.ceil(request.steps / FRAMES_PER_RUN))
@@ -200,22 +215,22 @@ class AppSession:
         for frame in frames:
             update = Update(x_t=frame_picture(frame.x), x0=frame_picture(frame.x0), step=frame.step,
                             steps=frame.steps, t=frame.t, seed=frame.seed,
-                            seconds=time.perf_counter() - started)
+                            seconds=time.perf_counter() - started, encoded=encoded)
             if frame.done:
-                png, gif = self._write(frame.result, request)
+                png, gif = self._write(frame.result, request, text)
                 update = replace(update, grid_png=png, gif=gif, seconds=time.perf_counter() - started)
                 log.info("%r: %d image(s), %s %d steps, w=%g, seed %d in %.1f s", request.prompt, request.num,
                          request.sampler, frame.steps, request.guidance, frame.seed, update.seconds)
             yield update
 
-    def _write(self, result, request: Request):
+    def _write(self, result, request: Request, text: str):
         """The captioned grid and the GIF of this request, in a fresh folder (the previous one goes)."""
         from ..generate import save_outputs
 
         folder = Path(tempfile.mkdtemp(dir=self._files))
         stem = f"pokemon_{request.sampler}{result.steps}_w{request.guidance:g}_seed{result.seed}"
         png, gif = folder / f"{stem}.png", folder / f"{stem}.gif"
-        save_outputs(result, [request.prompt] * request.num, png, gif=gif)
+        save_outputs(result, [text] * request.num, png, gif=gif)
         # the page has been handed the previous request's files already (Gradio copies what it serves)
         if self._last is not None:
             shutil.rmtree(self._last, ignore_errors=True)

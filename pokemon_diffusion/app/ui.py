@@ -22,7 +22,7 @@ BUTTONS = ["download", "fullscreen"]  # not "share": that one posts to the Huggi
 QUEUE_SIZE = 16  # requests waiting at most; the next one is refused with a message
 API_NAME = "generate"
 # element ids the browser test and the screenshot find things by
-IDS = dict(prompt="prompt", seed="seed", generate="generate", status="status", x_t="x_t", x0="x0",
+IDS = dict(prompt="prompt", seed="seed", enrich="enrich", generate="generate", status="status", x_t="x_t", x0="x0",
            result="result", files="files")
 
 
@@ -35,9 +35,9 @@ def make_handler(session: AppSession):
     """The generator the Generate button runs: checked fields in, (x_t, x̂_0, status, grid, files) out."""
     import gradio as gr
 
-    def generate(prompt, num, sampler, steps, guidance, seed) -> Iterator[tuple]:
+    def generate(prompt, num, sampler, steps, guidance, seed, enrich=True) -> Iterator[tuple]:
         try:
-            request = session.parse(prompt, num, sampler, steps, guidance, seed)
+            request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich)
         except PokemonDiffusionError as exc:
             raise gr.Error(str(exc), title="Not generated", print_exception=False) from None
         try:
@@ -82,6 +82,8 @@ def build_blocks(session: AppSession):
                     guidance = gr.Slider(0.0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance")
                 seed = gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
                                   elem_id=IDS["seed"])
+                enrich = gr.Checkbox(value=True, label="Describe named Pokémon (\"Pikachu\" -> the model's "
+                                                       "description of Pikachu)", elem_id=IDS["enrich"])
                 button = gr.Button("Generate", variant="primary", elem_id=IDS["generate"])
             with gr.Column(scale=2):
                 status = gr.Markdown("Ready.", elem_id=IDS["status"])
@@ -94,7 +96,7 @@ def build_blocks(session: AppSession):
                                   buttons=BUTTONS, elem_id=IDS["result"])
                 files = gr.File(label="Downloads (PNG grid, denoising GIF)", file_count="multiple",
                                 interactive=False, elem_id=IDS["files"])
-        inputs = [prompt, num, sampler, steps, guidance, seed]
+        inputs = [prompt, num, sampler, steps, guidance, seed, enrich]
         outputs = [x_t, x0, status, result, files]
         handler = make_handler(session)
         # preprocess=False: the raw values reach parse_request, whose messages name the field

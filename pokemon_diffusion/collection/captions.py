@@ -11,13 +11,20 @@
 * :func:`main_colours` counts them and returns the one or two that cover most of the figure.
 * :func:`size_word` turns a height in metres (the Pokédex gives one) into tiny/small/large/huge.
 * :func:`make_caption` fills a template (``DataConfig.caption_template``) with ``{name}``
-  ``{size}`` ``{colours}`` ``{types}`` and ``{a}`` (the article agreeing with the next word).
+  ``{size}`` ``{colours}`` ``{types}`` ``{abilities}`` and ``{a}`` (the article agreeing with the
+  next word).
+* :func:`make_captions` gives every caption of one image: the main one first, then one per
+  caption form (``DataConfig.caption_forms``: the name alone, "NAME, a TYPE-type Pokémon", the
+  description without the name, colour-only, type-only, abilities), without repeats or empties.
 
 Example:
     >>> make_caption("Pikachu", ["Electric"], colours=["yellow"], size="small")
     'Pikachu, a small yellow Electric-type Pokémon'
     >>> make_caption("Eevee", [], template=PLAIN_TEMPLATE)
     'Eevee, a Pokémon'
+    >>> make_captions("Pikachu", ["Electric"], colours=["yellow"], size="small")[:4]
+    ['Pikachu, a small yellow Electric-type Pokémon', 'Pikachu', 'Pikachu, an Electric-type Pokémon', \
+'a small yellow Electric-type Pokémon']
 """
 
 from __future__ import annotations
@@ -27,7 +34,7 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..config import CAPTION_TEMPLATES, caption_template_text
+from ..config import CAPTION_FORMS, CAPTION_TEMPLATES, caption_template_text
 
 BASIC_COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink",
                  "brown")
@@ -198,23 +205,70 @@ def _article(word: str) -> str:
     return "an" if word[:1].upper() in "AEIOU" else "a"
 
 
+def _listing(words: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    words = [w for w in words if w]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1] if words else ""
+
+
 def make_caption(name: str, types: Sequence[str] = (), form: Optional[str] = None, *,
-                 colours: Sequence[str] = (), size: str = "", template: str = VISUAL_TEMPLATE) -> str:
+                 colours: Sequence[str] = (), size: str = "", abilities: Sequence[str] = (),
+                 template: str = VISUAL_TEMPLATE, need_name: bool = True) -> str:
     """Fill a caption template; empty parts vanish with their spaces, ``{a}`` agrees with the next word.
 
     Args:
         name, types, form: who it is (``{name}`` is ``"Vulpix (Alolan Form)"`` with a form).
         colours: main colours (``{colours}``: ``"yellow"`` or ``"green and blue"``).
         size: a :func:`size_word` (``{size}``).
+        abilities: ability names (``{abilities}``: ``"Static and Lightning Rod"``).
         template: a template text or name (``config.caption_template_text``).
+        need_name: refuse a template without ``{name}`` (the main caption; extra forms may omit it).
 
     Raises:
         ConfigError: an invalid template.
     """
-    text = caption_template_text(template)
+    text = caption_template_text(template, need_name=need_name)
     values = {"name": f"{name} ({form})" if form else name, "size": size or "",
               "colours": " and ".join(colours), "types": f"{'/'.join(types)}-type" if types else "",
+              "abilities": _listing([a.strip().title() for a in abilities]),
               "a": "\0"}  # the article is chosen once the next word is known
     caption = re.sub(r"\s+", " ", text.format(**values)).strip()
     caption = re.sub(r" ([,.;:])", r"\1", caption)
     return re.sub(r"\0 ?(\S*)", lambda m: f"{_article(m.group(1))} {m.group(1)}".rstrip(), caption)
+
+
+def make_captions(name: str, types: Sequence[str] = (), form: Optional[str] = None, *,
+                  colours: Sequence[str] = (), size: str = "", abilities: Sequence[str] = (),
+                  template: str = VISUAL_TEMPLATE, forms: Sequence[str] = CAPTION_FORMS) -> List[str]:
+    """Every caption of one image: the main one (``template``) first, then one per form.
+
+    A form whose placeholders are all unknown (``{types}`` of an image without types, ``{abilities}``
+    where the source knows none) is left out; so are repeats (the first one is kept). Pure: the
+    same arguments give the same list.
+
+    Args:
+        name, types, form, colours, size, abilities: as in :func:`make_caption`.
+        template: the main caption's template (``DataConfig.caption_template``).
+        forms: the extra forms (``DataConfig.caption_forms``; names of ``CAPTION_TEMPLATES`` or texts).
+
+    Raises:
+        ConfigError: an invalid template or form.
+    """
+    parts = dict(colours=colours, size=size, abilities=abilities)
+    captions = [make_caption(name, types, form, template=template, **parts)]
+    for text in forms:
+        caption = make_caption(name, types, form, template=text, need_name=False, **parts)
+        if _placeholders_known(text, types, colours, abilities) and caption not in captions:
+            captions.append(caption)
+    return captions
+
+
+def _placeholders_known(template: str, types: Sequence[str], colours: Sequence[str],
+                        abilities: Sequence[str]) -> bool:
+    """A form that names types, colours or abilities says something only when they are known."""
+    import string
+
+    text = caption_template_text(template, need_name=False)
+    fields = {f for _, f, _, _ in string.Formatter().parse(text) if f}
+    known = {"types": bool(types), "colours": bool(colours), "abilities": bool(abilities)}
+    return all(known.get(f, True) for f in fields)

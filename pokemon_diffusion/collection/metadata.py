@@ -4,7 +4,15 @@ The file is a JSON list (the seed's ``for item in metadata`` keeps working) of o
 
     {"name": "Charmander", "dex": 4, "form": null, "types": ["Fire"],
      "caption": "Charmander, a Fire-type Pokémon", "image_path": "pokemon_images/0004_charmander.png",
-     "source": "pokedex", "source_url": null, "embedding_path": "embeddings/0004_charmander.npy"}
+     "source": "pokedex", "source_url": null, "embedding_path": "embeddings/0004_charmander.npy",
+     "captions": ["Charmander, a small orange Fire-type Pokémon", "Charmander", ...],
+     "abilities": ["blaze", "solar power"],
+     "captions_embedding_path": "embeddings/0004_charmander.captions.npy"}
+
+``caption`` is the main caption (the first of ``captions``; what the seed's code reads) and
+``embedding_path`` its embedding, shape (dim,). ``captions`` lists every caption of the image
+(``collection/captions.make_captions``) and ``captions_embedding_path`` their embeddings, shape
+(len(captions), dim); both are optional (an entry without them has the one caption).
 
 Paths are relative to the folder holding the metadata file.
 """
@@ -61,6 +69,15 @@ class Entry:
     types: List[str] = field(default_factory=list)
     source_url: Optional[str] = None
     embedding_path: Optional[str] = None
+    captions: List[str] = field(default_factory=list)
+    abilities: List[str] = field(default_factory=list)
+    captions_embedding_path: Optional[str] = None
+
+    @property
+    def all_captions(self) -> List[str]:
+        """Every caption, the main one first (``[caption]`` for an entry without a list)."""
+        rest = [c for c in self.captions if c != self.caption]
+        return [self.caption] + rest
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -75,6 +92,7 @@ _FIELD_TYPES = {
     "name": (str,), "image_path": (str,), "caption": (str,), "source": (str,),
     "dex": (int, type(None)), "form": (str, type(None)), "types": (list,),
     "source_url": (str, type(None)), "embedding_path": (str, type(None)),
+    "captions": (list,), "abilities": (list,), "captions_embedding_path": (str, type(None)),
 }
 _REQUIRED = ("name", "image_path", "caption", "source")
 
@@ -100,9 +118,10 @@ def metadata_problems(items: Any, root: os.PathLike | str, check_files: bool = T
             if allowed and (not isinstance(value, allowed) or isinstance(value, bool)):
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
                 problems.append(f"{where}: field {key!r} got {type(value).__name__}; allowed: {names}")
-        if isinstance(item.get("types"), list) and not all(isinstance(t, str) for t in item["types"]):
-            problems.append(f"{where}: field 'types' must be a list of strings")
-        for key in ("image_path", "embedding_path"):
+        for key in ("types", "captions", "abilities"):
+            if isinstance(item.get(key), list) and not all(isinstance(t, str) for t in item[key]):
+                problems.append(f"{where}: field {key!r} must be a list of strings")
+        for key in ("image_path", "embedding_path", "captions_embedding_path"):
             rel = item.get(key)
             if not isinstance(rel, str):
                 continue

@@ -39,7 +39,8 @@ from .http import BlockedError, FetchError, HttpClient
 from .images import (ImageRejected, NameAllocator, inside, is_valid_png, prepare_image,
                      remove_stale_temp_files, safe_stem, save_png_atomic)
 from .captions import size_word
-from .metadata import IMAGES_DIR, METADATA_FILE, Entry, make_caption, read_metadata, write_metadata
+from .captions import make_captions
+from .metadata import IMAGES_DIR, METADATA_FILE, Entry, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class Candidate:
     caption: Optional[str] = None
     source_url: Optional[str] = None
     height_m: Optional[float] = None
+    abilities: Tuple[str, ...] = ()
 
 
 class CollectStopped(ScrapeError):
@@ -167,7 +169,8 @@ def pokedex_candidates(config: DataConfig) -> List[Candidate]:
     from .pokedex import pokedex_records
 
     return [Candidate(name=r.name, dex=r.dex, types=r.types, source="pokedex", where=r.image_name,
-                      height_m=r.height_m, read=_limited_reader(r.read_image, None, config.max_bytes))
+                      height_m=r.height_m, abilities=r.abilities,
+                      read=_limited_reader(r.read_image, None, config.max_bytes))
             for r in pokedex_records()]
 
 
@@ -207,37 +210,41 @@ def _fetch_one(candidate: Candidate, path: Path) -> None:
     save_png_atomic(prepare_image(candidate.read()), path)
 
 
-def _caption(candidate: Candidate, path: Path, template: str) -> str:
-    """The source's own caption, else the template filled from the metadata and the picture."""
+def _captions(candidate: Candidate, path: Path, template: str, forms: Sequence[str]) -> List[str]:
+    """The source's own caption, else the main template and each form filled from the metadata
+    and the picture (``captions.make_captions``); the main caption first."""
     if candidate.caption:
-        return candidate.caption
+        return [candidate.caption]
     colours: Sequence[str] = ()
-    if "{colours}" in caption_template_text(template):
+    if any("{colours}" in caption_template_text(t, need_name=False) for t in (template, *forms)):
         from PIL import Image
 
         from .captions import image_colours
         with Image.open(path) as image:
             colours = image_colours(image)
-    return make_caption(candidate.name, candidate.types, candidate.form, colours=colours,
-                        size=size_word(candidate.height_m), template=template)
+    return make_captions(candidate.name, candidate.types, candidate.form, colours=colours,
+                         size=size_word(candidate.height_m), abilities=candidate.abilities,
+                         template=template, forms=forms)
 
 
-def _entry(candidate: Candidate, file_name: str, out_dir: Path,
-           previous: Dict[str, Tuple[str, str]], template: str = "plain") -> Entry:
+def _entry(candidate: Candidate, file_name: str, out_dir: Path, previous: Dict[str, Tuple[str, str]],
+           template: str = "plain", forms: Sequence[str] = ()) -> Entry:
     image_path = f"{IMAGES_DIR}/{file_name}"
-    caption = _caption(candidate, out_dir / image_path, template)
+    captions = _captions(candidate, out_dir / image_path, template, forms)
     embedding_path = None
     old = previous.get(image_path)
-    if old and old[0] == caption and (out_dir / old[1]).is_file():
+    if old and old[0] == captions[0] and (out_dir / old[1]).is_file():
         embedding_path = old[1]  # the text did not change, so its embedding still holds
-    return Entry(name=candidate.name, image_path=image_path, caption=caption, source=candidate.source,
+    return Entry(name=candidate.name, image_path=image_path, caption=captions[0], source=candidate.source,
                  dex=candidate.dex, form=candidate.form, types=list(candidate.types),
-                 source_url=candidate.source_url, embedding_path=embedding_path)
+                 source_url=candidate.source_url, embedding_path=embedding_path,
+                 captions=captions if len(captions) > 1 else [], abilities=list(candidate.abilities))
 
 
 def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, source: str,
                 force: bool = False, stop_after: Optional[int] = None,
-                caption_template: str = "plain") -> Tuple[List[Entry], CollectSummary]:
+                caption_template: str = "plain",
+                caption_forms: Sequence[str] = ()) -> Tuple[List[Entry], CollectSummary]:
     """Write every candidate's image under ``out_dir/pokemon_images`` and make its entry.
 
     Args:
@@ -247,6 +254,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
         force: fetch again even when a valid file is present.
         stop_after: stop fetching after this many consecutive failures (None: never).
         caption_template: ``DataConfig.caption_template`` for entries without a caption of their own.
+        caption_forms: ``DataConfig.caption_forms``, their extra captions (none by default).
 
     Returns:
         (entries of the images now present, the summary). ``summary.stopped`` is set when fetching
@@ -274,7 +282,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
             path = inside(images_dir, file_name)
             if not force and is_valid_png(path):
                 summary.skipped += 1
-                entries.append(_entry(candidate, file_name, out_dir, previous, caption_template))
+                entries.append(_entry(candidate, file_name, out_dir, previous, caption_template, caption_forms))
                 continue
             if summary.stopped:
                 reason = f"not fetched: {summary.stopped}"
@@ -289,7 +297,7 @@ def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, 
                 else:
                     summary.downloaded += 1
                     in_a_row = 0
-                    entries.append(_entry(candidate, file_name, out_dir, previous, caption_template))
+                    entries.append(_entry(candidate, file_name, out_dir, previous, caption_template, caption_forms))
                     continue
                 in_a_row += 1
                 if stop_after and in_a_row >= stop_after and not summary.stopped:
@@ -346,7 +354,8 @@ def collect(config: DataConfig, *, client: Optional[HttpClient] = None) -> Colle
             candidates = gather_candidates(config, out_dir, client)
             stop_after = MAX_CONSECUTIVE_FAILURES if config.source == "bulbapedia" else None
             entries, summary = materialise(candidates, out_dir, source=config.source, force=config.force,
-                                           stop_after=stop_after, caption_template=config.caption_template)
+                                           stop_after=stop_after, caption_template=config.caption_template,
+                                           caption_forms=config.caption_forms)
             if entries:
                 summary.metadata_path = str(write_metadata(out_dir, entries))
     finally:

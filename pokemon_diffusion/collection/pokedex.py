@@ -46,6 +46,7 @@ class PokedexRecord:
     types: Tuple[str, ...]
     image: Traversable
     height_m: Optional[float] = None  # the index's ``height`` (metres), for the caption's size word
+    abilities: Tuple[str, ...] = ()  # the index's ``abilities`` ("static"), for a caption form
 
     @property
     def image_name(self) -> str:
@@ -103,7 +104,11 @@ def _record(key: str, meta: Any, images: Traversable) -> Optional[PokedexRecord]
         return None
     height = meta.get("height")
     height_m = float(height) if isinstance(height, (int, float)) and not isinstance(height, bool) else None
-    return PokedexRecord(dex=dex, name=meta["name"].strip(), types=types, image=image, height_m=height_m)
+    raw_abilities = meta.get("abilities") or []
+    abilities = tuple(a.strip() for a in raw_abilities if isinstance(a, str) and a.strip()) \
+        if isinstance(raw_abilities, list) else ()
+    return PokedexRecord(dex=dex, name=meta["name"].strip(), types=types, image=image, height_m=height_m,
+                         abilities=abilities)
 
 
 def pokedex_records(package: str = PACKAGE) -> List[PokedexRecord]:

@@ -58,6 +58,16 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, steps_help: str) -
                                           "0 = unconditional (default: %(default)s)")
 
 
+def add_enrich_argument(parser: argparse.ArgumentParser) -> None:
+    """``--enrich/--no-enrich``: a Pokémon name in a prompt gets the run's description (``prompts.py``)."""
+    from ..config import SampleConfig
+
+    parser.add_argument("--enrich", action=argparse.BooleanOptionalAction, default=SampleConfig().enrich,
+                        help="add the run's known description of a Pokémon named in a prompt (\"Pikachu\" -> "
+                             "\"Pikachu, a small yellow Electric-type Pokémon\"; the rewrite is logged); "
+                             "--no-enrich encodes the prompt as typed (default: enrich)")
+
+
 def suffix_path(suffixes):
     """argparse type: a file path ending in one of ``suffixes``."""
 

@@ -16,7 +16,8 @@ import logging
 
 from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import add_sampler_arguments, add_seed_argument, float_range, int_range, suffix_path
+from ._args import (add_enrich_argument, add_sampler_arguments, add_seed_argument, float_range, int_range,
+                    suffix_path)
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,7 @@ def add_parser(subparsers):
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
                              "RUN/encoder.json); it must be the same encoder (identity and size)")
+    add_enrich_argument(parser)
     parser.set_defaults(func=run)
     return parser
 
@@ -94,7 +96,7 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
     return SampleConfig(sampler=args.sampler, steps=steps, guidance_scale=args.guidance,
                         eta=0.0 if args.eta is None else args.eta,
                         num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
-                        else args.intermediates,
+                        else args.intermediates, enrich=args.enrich,
                         clip_x0=not args.no_clip, seed=args.seed)
 
 

@@ -7,7 +7,9 @@ Entries whose image or embedding cannot be read are skipped with one warning lis
 
 ``make_dataset`` turns the arrays into a ``tf.data.Dataset`` of ``(image, embedding)`` batches:
 cache, seeded shuffle (reshuffled every epoch), random horizontal flip, batch, prefetch(AUTOTUNE).
-The order of elements depends only on the seed, so a resumed run can skip to where it stopped.
+Given every caption's embedding of each image (``Examples.caption_embeddings``), it draws one
+caption per element, keyed by the element's stream position. The order of elements, their flips
+and their captions depend only on the seed, so a resumed run can skip to where it stopped.
 
 ``split_by_pokemon`` holds out whole Pokémon (every form and image of one Pokédex number), so the
 validation loss measures generalisation to species the model has never seen.
@@ -49,6 +51,9 @@ class Examples:
         entries: the N metadata entries kept, in the same order.
         skipped: ``"path: reason"`` for every entry left out.
         root: the dataset folder.
+        caption_embeddings: float32 ``(N, K, dim)``: every caption's embedding (the main one
+            first), padded with the main one to the largest count K; None means one caption each.
+        caption_counts: int32 ``(N,)``: how many rows of ``caption_embeddings`` are real.
     """
 
     images: np.ndarray
@@ -56,6 +61,8 @@ class Examples:
     entries: List[Entry]
     skipped: List[str] = field(default_factory=list)
     root: Path = Path(".")
+    caption_embeddings: Optional[np.ndarray] = None
+    caption_counts: Optional[np.ndarray] = None
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -63,8 +70,10 @@ class Examples:
     def subset(self, indices: Sequence[int]) -> "Examples":
         """The examples at ``indices`` (a new object; arrays are copied by NumPy fancy indexing)."""
         idx = np.asarray(indices, dtype=np.int64)
-        return Examples(self.images[idx], self.embeddings[idx], [self.entries[i] for i in idx],
-                        [], self.root)
+        several = self.caption_embeddings is not None
+        return Examples(self.images[idx], self.embeddings[idx], [self.entries[i] for i in idx], [], self.root,
+                        self.caption_embeddings[idx] if several else None,
+                        self.caption_counts[idx] if several else None)
 
 
 def _metadata_path(metadata_file: os.PathLike | str) -> Path:
@@ -195,6 +204,34 @@ def _read_embedding(root: Path, entry: Entry, dim: Optional[int]) -> np.ndarray:
     return vector.astype(np.float32)
 
 
+def _read_caption_embeddings(root: Path, entry: Entry, main: np.ndarray) -> np.ndarray:
+    """(K, dim) embeddings of every caption of an entry; ``main[None]`` when it has one (or when
+    its captions file is missing or does not match, with the reason logged at debug level)."""
+    rel = entry.captions_embedding_path
+    if not rel or len(entry.all_captions) < 2:
+        return main[None]
+    try:
+        rows = np.load(root / rel, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise DataError(f"caption embeddings {rel} are unreadable ({exc}); run `pokemon-diffusion embed`") from None
+    if rows.shape != (len(entry.all_captions), main.shape[0]) or not np.all(np.isfinite(rows)):
+        raise DataError(f"caption embeddings {rel} have shape {rows.shape}; expected "
+                        f"({len(entry.all_captions)}, {main.shape[0]}) finite values (run `pokemon-diffusion embed`)")
+    return rows.astype(np.float32)
+
+
+def stack_caption_embeddings(per_entry: Sequence[np.ndarray]) -> Tuple[np.ndarray, np.ndarray]:
+    """Pad each entry's (K_i, dim) caption embeddings with its first row to the largest K_i.
+
+    Returns:
+        ``(embeddings (N, K, dim) float32, counts (N,) int32)``.
+    """
+    counts = np.asarray([len(rows) for rows in per_entry], dtype=np.int32)
+    k = int(counts.max())
+    padded = [np.concatenate([rows, np.repeat(rows[:1], k - len(rows), axis=0)]) for rows in per_entry]
+    return np.stack(padded).astype(np.float32), counts
+
+
 def _warn_skipped(skipped: List[str], total: int) -> None:
     if not skipped:
         return
@@ -225,11 +262,12 @@ def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple
     entries = read_metadata(path, validate=True, check_files=False)
     info = read_embeddings_info(root)
     dim = info["dim"] if info else None
-    images, vectors, kept, skipped = [], [], [], []
+    images, vectors, captions, kept, skipped = [], [], [], [], []
 
     def read(entry):
         try:
-            return read_image(root / entry.image_path, shape), _read_embedding(root, entry, dim)
+            vector = _read_embedding(root, entry, dim)
+            return read_image(root / entry.image_path, shape), vector, _read_caption_embeddings(root, entry, vector)
         except DataError as exc:
             return exc
 
@@ -242,7 +280,7 @@ def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple
         if isinstance(result, DataError):
             skipped.append(f"{entry.image_path}: {result}")
             continue
-        image, vector = result
+        image, vector, rows = result
         if dim is None:  # without embeddings.json the first embedding fixes the size
             dim = int(vector.shape[0])
         elif vector.shape[0] != dim:
@@ -251,14 +289,19 @@ def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple
             continue
         images.append(image)
         vectors.append(vector)
+        captions.append(rows)
         kept.append(entry)
     _warn_skipped(skipped, len(entries))
     if not kept:
         raise DataError(f"{path}: no usable entries out of {len(entries)} "
                         f"(each needs a readable image and its .npy embedding; run `pokemon-diffusion embed`)"
                         + (f"; first problem: {skipped[0]}" if skipped else ""))
-    logger.info("loaded %d images of %dx%d and %d-d embeddings from %s", len(kept), shape[1], shape[0], dim, root)
-    return Examples(np.stack(images).astype(np.float32), np.stack(vectors).astype(np.float32), kept, skipped, root)
+    several = any(len(rows) > 1 for rows in captions)
+    caption_embeddings, counts = stack_caption_embeddings(captions) if several else (None, None)
+    logger.info("loaded %d images of %dx%d and %d-d embeddings%s from %s", len(kept), shape[1], shape[0], dim,
+                f" ({int(counts.sum())} captions)" if several else "", root)
+    return Examples(np.stack(images).astype(np.float32), np.stack(vectors).astype(np.float32), kept, skipped, root,
+                    caption_embeddings, counts)
 
 
 def load_data(metadata_file: os.PathLike | str = METADATA_FILE,
@@ -327,9 +370,14 @@ def split_by_pokemon(entries: Sequence[Entry], val_fraction: float, seed: int = 
     return np.asarray(train, dtype=np.int64), np.asarray(sorted(val), dtype=np.int64)
 
 
+#: XORed into the seed for the caption draws, so they are independent of the flips (same seed, same position).
+CAPTION_DRAW_SALT = 0x5EED_CA97
+
+
 def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 32, *, shuffle: bool = True,
                  flip: bool = True, seed: int = 0, repeat: bool = False, start_index: int = 0,
-                 with_index: bool = False, drop_remainder: bool = False):
+                 with_index: bool = False, drop_remainder: bool = False,
+                 caption_counts: Optional[np.ndarray] = None):
     """A ``tf.data.Dataset`` of ``(image, embedding)`` batches.
 
     The pipeline is cache → shuffle (seeded, reshuffled each epoch) → [repeat] → [skip] → random
@@ -339,7 +387,10 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
 
     Args:
         images: float32 ``(N, H, W, C)`` in [-1, 1].
-        embeddings: float32 ``(N, dim)``, aligned with ``images``.
+        embeddings: float32 ``(N, dim)``, aligned with ``images``; or ``(N, K, dim)``, every
+            caption's embedding (``Examples.caption_embeddings``) with ``caption_counts``: each
+            element then carries the embedding of one of its captions, drawn uniformly from the
+            first ``caption_counts[i]`` rows by a stateless draw keyed by ``(seed, position)``.
         batch_size: images per batch.
         shuffle: shuffle with a full-size buffer (a uniform permutation per epoch).
         flip: randomly mirror images left-right (Pokémon artwork has no preferred side).
@@ -350,6 +401,7 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
         with_index: add a third item per batch, the int64 position of each element in the stream
             (the trainer derives each example's noise from it).
         drop_remainder: drop a last batch smaller than ``batch_size``.
+        caption_counts: int ``(N,)``, required with ``(N, K, dim)`` embeddings.
 
     Returns:
         A ``tf.data.Dataset`` yielding ``(images (B, H, W, C), embeddings (B, dim))``
@@ -362,9 +414,16 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
 
     images = np.asarray(images, dtype=np.float32)
     embeddings = np.asarray(embeddings, dtype=np.float32)
-    if images.ndim != 4 or embeddings.ndim != 2 or images.shape[0] != embeddings.shape[0] or not len(images):
+    several = embeddings.ndim == 3
+    if images.ndim != 4 or embeddings.ndim not in (2, 3) or images.shape[0] != embeddings.shape[0] or not len(images):
         raise DataError(f"make_dataset: got images {images.shape} and embeddings {embeddings.shape}; "
-                        "allowed: (N, H, W, C) and (N, dim) with the same N >= 1")
+                        "allowed: (N, H, W, C) and (N, dim) or (N, K, dim) with the same N >= 1")
+    if several:
+        counts = None if caption_counts is None else np.asarray(caption_counts)
+        if counts is None or counts.shape != (len(images),) or counts.min() < 1 or counts.max() > embeddings.shape[1]:
+            raise DataError(f"make_dataset.caption_counts: got {caption_counts!r}; allowed: (N,) integers from 1 "
+                            f"to K = {embeddings.shape[1]} with (N, K, dim) embeddings")
+        embeddings = (embeddings, counts.astype(np.int32))
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"make_dataset.batch_size: got {batch_size!r}; allowed: an integer >= 1")
     if start_index < 0 or (start_index and not repeat and start_index >= len(images)):
@@ -386,6 +445,11 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
         if flip:
             key = tf.stack([tf.constant(seed, tf.int64), index])
             image = tf.image.stateless_random_flip_left_right(image, seed=key)
+        if several:
+            rows, count = embedding
+            key = tf.stack([tf.constant(seed ^ CAPTION_DRAW_SALT, tf.int64), index])
+            pick = tf.random.stateless_uniform([], seed=key, minval=0, maxval=count, dtype=tf.int32)
+            embedding = tf.gather(rows, pick)
         return (image, embedding, index) if with_index else (image, embedding)
 
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

@@ -5,8 +5,11 @@ Choosing an encoder (:func:`load_text_encoder`, :func:`get_text_embedding`) live
 ``minilm``, a hub id, a folder, an identity string) are listed there.
 
 A dataset folder DIR gets ``DIR/embeddings/<image stem>.npy`` (float32, shape (dim,)) per entry,
-``embedding_path`` filled in ``DIR/pokemon_metadata.json``, and ``DIR/embeddings.json`` =
-``{"name", "dim", "count", "caption_sha256": {path: hash}}`` (the hashes find edited captions).
+the main caption's; for an entry with several captions also ``<image stem>.captions.npy`` (float32,
+shape (len(captions), dim), the main caption's row first); ``embedding_path`` and
+``captions_embedding_path`` filled in ``DIR/pokemon_metadata.json``, and ``DIR/embeddings.json`` =
+``{"name", "dim", "count", "caption_sha256": {path: hash}}`` (the hashes find edited captions; a
+captions file's hash covers its whole list). Each distinct text is encoded once per run.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 import numpy as np
 
@@ -73,6 +76,19 @@ def embedding_rel_path(entry: Entry) -> str:
     return str(PurePosixPath(EMBEDDINGS_DIR) / f"{PurePosixPath(entry.image_path).stem}.npy")
 
 
+def captions_rel_path(entry: Entry) -> Optional[str]:
+    """Where the embeddings of all of an entry's captions go (``embeddings/<stem>.captions.npy``);
+    None for an entry with one caption."""
+    if len(entry.all_captions) < 2:
+        return None
+    return str(PurePosixPath(EMBEDDINGS_DIR) / f"{PurePosixPath(entry.image_path).stem}.captions.npy")
+
+
+def _texts(entry: Entry, target: str) -> List[str]:
+    """The captions a target file holds: the main one, or all of them (a ``.captions.npy``)."""
+    return entry.all_captions if target.endswith(".captions.npy") else [entry.caption]
+
+
 def embed_dataset(data_dir: Union[str, os.PathLike], encoder: Union[TextEncoder, str] = "auto", *,
                   batch_size: int = 64, force: bool = False, device: Optional[str] = None) -> EmbedSummary:
     """Embed every caption of a dataset folder (layout in the module docstring).
@@ -110,8 +126,11 @@ def _embed(root: Path, encoder: Union[TextEncoder, str], batch_size: int, force:
     entries = read_metadata(root, check_files=False)  # embeddings may be missing; that is our job
     if not entries:
         raise DataError(f"{root / METADATA_FILE} lists no entries; nothing to embed")
-    targets = [embedding_rel_path(e) for e in entries]
-    _check_unique_targets(entries, targets)
+    main = [embedding_rel_path(e) for e in entries]
+    _check_unique_targets(entries, main)
+    # every file to write: (entry index, target); a target holds one caption or all of them
+    files = [(i, t) for i, t in enumerate(main)]
+    files += [(i, t) for i, e in enumerate(entries) if (t := captions_rel_path(e)) is not None]
     previous = _read_info(root, ignore_errors=force)
 
     model = None if isinstance(encoder, str) else encoder
@@ -119,9 +138,9 @@ def _embed(root: Path, encoder: Union[TextEncoder, str], batch_size: int, force:
     todo: Optional[List[int]] = None
     if previous and wanted is not None and not force:
         _check_same_encoder(root, previous, wanted)
-        todo = _stale_indices(root, entries, targets, previous)
+        todo = _stale_indices(root, entries, files, previous)
         if not todo:  # nothing to embed: skip loading the model
-            _finish(root, entries, targets, wanted, previous["dim"], previous)
+            _finish(root, entries, files, wanted, previous["dim"], previous)
             return _report(EmbedSummary(root, wanted, previous["dim"], len(entries), 0, len(entries),
                                         time.perf_counter() - start))
     if model is None:
@@ -130,21 +149,25 @@ def _embed(root: Path, encoder: Union[TextEncoder, str], batch_size: int, force:
         _check_same_encoder(root, previous, model.name)
     keep = previous is not None and not force and previous["dim"] == model.dim
     if not keep:
-        todo = list(range(len(entries)))
+        todo = list(range(len(files)))
     elif todo is None:  # not known before loading (the spec did not name the encoder)
-        todo = _stale_indices(root, entries, targets, previous)
+        todo = _stale_indices(root, entries, files, previous)
     if not keep and (root / EMBEDDINGS_INFO_FILE).exists():
         # While files of two encoders coexist, the dataset must not claim to be embedded.
         (root / EMBEDDINGS_INFO_FILE).unlink()
         previous = None
 
-    vectors = _encode_checked(model, [entries[i].caption for i in todo], batch_size)
+    texts = list(dict.fromkeys(c for k in todo for c in _texts(entries[files[k][0]], files[k][1])))
+    vectors = dict(zip(texts, _encode_checked(model, texts, batch_size)))
     (root / EMBEDDINGS_DIR).mkdir(parents=True, exist_ok=True)
-    for i, vector in zip(todo, vectors):
-        _save_npy(root / targets[i], vector)
-    _finish(root, entries, targets, model.name, model.dim, previous)
-    return _report(EmbedSummary(root, model.name, model.dim, len(entries), len(todo),
-                                len(entries) - len(todo), time.perf_counter() - start))
+    for k in todo:
+        i, target = files[k]
+        rows = [vectors[c] for c in _texts(entries[i], target)]
+        _save_npy(root / target, rows[0] if target == main[i] else np.stack(rows))
+    done = {files[k][0] for k in todo}
+    _finish(root, entries, files, model.name, model.dim, previous)
+    return _report(EmbedSummary(root, model.name, model.dim, len(entries), len(done),
+                                len(entries) - len(done), time.perf_counter() - start))
 
 
 def _report(summary: EmbedSummary) -> EmbedSummary:
@@ -187,24 +210,28 @@ def _read_info(root: Path, ignore_errors: bool = False) -> Optional[Dict[str, An
         raise DataError(f"cannot read {path} ({exc!r}); re-run with --force to re-embed everything") from None
 
 
-def _stale_indices(root: Path, entries: List[Entry], targets: List[str], info: Optional[Dict[str, Any]]) -> List[int]:
-    """Entries whose embedding is missing, unreadable, of another size, or of an edited caption."""
+def _stale_indices(root: Path, entries: List[Entry], files: List[Tuple[int, str]],
+                   info: Optional[Dict[str, Any]]) -> List[int]:
+    """Indices into ``files`` whose embedding is missing, unreadable, of another size, or of an
+    edited caption."""
     if info is None:
-        return list(range(len(entries)))
+        return list(range(len(files)))
     hashes = info.get("caption_sha256", {})
     stale = []
-    for i, (entry, target) in enumerate(zip(entries, targets)):
-        if hashes.get(target) != _caption_hash(entry.caption) or not _valid_npy(root / target, info["dim"]):
-            stale.append(i)
+    for k, (i, target) in enumerate(files):
+        texts = _texts(entries[i], target)
+        shape = (info["dim"],) if target == embedding_rel_path(entries[i]) else (len(texts), info["dim"])
+        if hashes.get(target) != _caption_hash("\n".join(texts)) or not _valid_npy(root / target, shape):
+            stale.append(k)
     return stale
 
 
-def _valid_npy(path: Path, dim: int) -> bool:
+def _valid_npy(path: Path, shape: Tuple[int, ...]) -> bool:
     try:
         array = np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return False
-    return array.shape == (dim,) and array.dtype == np.float32
+    return array.shape == shape and array.dtype == np.float32
 
 
 def _encode_checked(model: TextEncoder, captions: List[str], batch_size: int) -> np.ndarray:
@@ -225,15 +252,16 @@ def _save_npy(path: Path, vector: np.ndarray) -> None:
         np.save(fh, np.ascontiguousarray(vector, dtype=np.float32))
 
 
-def _finish(root: Path, entries: List[Entry], targets: List[str], name: str, dim: int,
+def _finish(root: Path, entries: List[Entry], files: List[Tuple[int, str]], name: str, dim: int,
             previous: Optional[Dict[str, Any]]) -> None:
     """Point the metadata at the embeddings, then record the encoder (last, so a crash before it
     leaves a dataset that says it is not embedded). Files are rewritten only when they change."""
-    if any(e.embedding_path != t for e, t in zip(entries, targets)):
-        for entry, target in zip(entries, targets):
-            entry.embedding_path = target
+    paths = [(embedding_rel_path(e), captions_rel_path(e)) for e in entries]
+    if any((e.embedding_path, e.captions_embedding_path) != p for e, p in zip(entries, paths)):
+        for entry, (main, captions) in zip(entries, paths):
+            entry.embedding_path, entry.captions_embedding_path = main, captions
         write_metadata(root, entries)
     info = {"name": name, "dim": dim, "count": len(entries),
-            "caption_sha256": {t: _caption_hash(e.caption) for e, t in zip(entries, targets)}}
+            "caption_sha256": {t: _caption_hash("\n".join(_texts(entries[i], t))) for i, t in files}}
     if previous != info:
         atomic_write_text(root / EMBEDDINGS_INFO_FILE, json.dumps(info, indent=1, ensure_ascii=False) + "\n")

@@ -6,7 +6,8 @@ split with ``split_by_pokemon``, as the TensorFlow loop does; needs OpenCV) or o
 identity; needs NumPy only, for machines without OpenCV).
 
 The stream mirrors ``make_dataset``'s contract: a seeded permutation per epoch, a horizontal flip
-decided per stream position, and any position as a start (``--resume``). Each batch element
+and (for images with several captions) a caption decided per stream position, and any position as
+a start (``--resume``). Each batch element
 carries its stream position, from which the step draws its noise. The order itself differs from
 ``tf.data``'s shuffle (another generator).
 """
@@ -17,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 import numpy as np
 
@@ -32,13 +33,17 @@ PACK_KEYS = ("images", "embeddings", "train", "val", "meta")
 
 @dataclass
 class TrainingData:
-    """Images as uint8 ``(N, H, W, 3)``, embeddings ``(N, dim)``, the split and the encoder."""
+    """Images as uint8 ``(N, H, W, 3)``, embeddings ``(N, dim)``, the split and the encoder;
+    every caption's embedding ``(N, K, dim)`` with counts ``(N,)`` when images have several."""
 
     images: np.ndarray
     embeddings: np.ndarray
     train: np.ndarray
     val: np.ndarray
     encoder: EncoderInfo
+    caption_embeddings: Optional[np.ndarray] = None
+    caption_counts: Optional[np.ndarray] = None
+    entries: Optional[list] = None  # the metadata entries (a dataset folder; not a packed .npz)
 
     def held_out(self, limit: int) -> Tuple[np.ndarray, np.ndarray]:
         """The first ``limit`` held-out examples as float32 images in [-1, 1] (as ``load_examples`` gives)."""
@@ -57,7 +62,8 @@ def _from_folder(folder: Path, config: RunConfig) -> TrainingData:
     examples = load_examples(folder, (size, size))
     train, val = split_by_pokemon(examples.entries, config.train.val_fraction, config.train.seed)
     images = np.clip(np.rint((examples.images + 1.0) * 127.5), 0, 255).astype(np.uint8)  # exact: pixel/127.5 - 1
-    return TrainingData(images, examples.embeddings, train, val, EncoderInfo(info["name"], int(info["dim"])))
+    return TrainingData(images, examples.embeddings, train, val, EncoderInfo(info["name"], int(info["dim"])),
+                        examples.caption_embeddings, examples.caption_counts, examples.entries)
 
 
 def _from_pack(path: Path, config: RunConfig) -> TrainingData:
@@ -103,25 +109,30 @@ class BatchStream:
     """Batches of ``(uint8 images, flip mask, embeddings, stream positions)`` from the training split.
 
     Position p is element ``p mod n`` of epoch ``p // n``'s permutation (seeded by ``(seed, epoch)``);
-    its flip is drawn from ``(seed, epoch, 1)``. So the stream depends on the seed only and starts
-    anywhere.
+    its flip is drawn from ``(seed, epoch, 1)`` and its caption (images with several) from
+    ``(seed, epoch, 2)``. So the stream depends on the seed only and starts anywhere.
     """
 
     def __init__(self, data: TrainingData, batch_size: int, *, seed: int, flip: bool, start: int = 0) -> None:
         self.images, self.embeddings = data.images[data.train], data.embeddings[data.train]
+        several = data.caption_embeddings is not None
+        self.captions = data.caption_embeddings[data.train] if several else None
+        self.counts = data.caption_counts[data.train] if several else None
         self.n, self.batch_size, self.seed, self.flip = len(self.images), int(batch_size), int(seed), bool(flip)
         self.position = int(start)
         self._epoch = -1
-        self._order = self._flips = np.zeros(0)
+        self._order = self._flips = self._picks = np.zeros(0)
 
     def _load_epoch(self, epoch: int) -> None:
         self._epoch = epoch
         self._order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
         self._flips = np.random.default_rng([self.seed, epoch, 1]).random(self.n) < 0.5
+        self._picks = np.random.default_rng([self.seed, epoch, 2]).random(self.n)  # caption draw in [0, 1)
 
     def next(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         positions = np.arange(self.position, self.position + self.batch_size, dtype=np.int64)
         ids, flips = np.empty(self.batch_size, np.int64), np.zeros(self.batch_size, bool)
+        picks = np.zeros(self.batch_size)
         for epoch in np.unique(positions // self.n):  # a batch may straddle two epochs
             if epoch != self._epoch:
                 self._load_epoch(int(epoch))
@@ -129,5 +140,9 @@ class BatchStream:
             slots = positions[mask] % self.n
             ids[mask] = self._order[slots]
             flips[mask] = self._flips[slots] & self.flip
+            picks[mask] = self._picks[slots]
         self.position += self.batch_size
-        return self.images[ids], flips, self.embeddings[ids], positions
+        if self.captions is None:
+            return self.images[ids], flips, self.embeddings[ids], positions
+        rows = (picks * self.counts[ids]).astype(np.int64)  # uniform over each image's captions
+        return self.images[ids], flips, self.captions[ids, rows], positions

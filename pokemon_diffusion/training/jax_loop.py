@@ -27,6 +27,7 @@ from ..locks import writer_lock
 from ..logging_utils import progress
 from ..run_dir import CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, read_encoder_info, \
     write_encoder_info
+from ..prompts import write_name_table
 from .jax_data import BatchStream, load_training_data
 from .jax_trainer import JaxTrainer
 from .metrics import MetricsWriter
@@ -150,6 +151,8 @@ def _train(data: Any, run_dir: Path, config: RunConfig, resume: bool, devices: O
     run_dir.mkdir(parents=True, exist_ok=True)
     config.save(run_dir / CONFIG_FILE)
     write_encoder_info(run_dir, training.encoder)
+    if training.entries:  # a dataset folder (a packed .npz has no metadata)
+        write_name_table(run_dir, training.entries)
     eval_set = training.held_out(EVAL_MAX_IMAGES) if len(training.val) else None
     stream = BatchStream(training, tc.batch_size, seed=tc.seed, flip=tc.flip, start=examples_seen)
     metrics = MetricsWriter(run_dir / METRICS_FILE, None, keep_until=start if resume else None)

@@ -27,6 +27,7 @@ from ..locks import writer_lock
 from ..logging_utils import progress
 from ..run_dir import (CHECKPOINT_DIR, CONFIG_FILE, EMA_MODEL_FILE, METRICS_FILE, TENSORBOARD_DIR,
                        EncoderInfo, check_resume, write_encoder_info)
+from ..prompts import write_name_table
 from .checkpoint import TrainingCheckpoint, latest_checkpoint_step
 from .distribute import is_chief, make_strategy
 from .init_from import check_init, load_init_weights
@@ -196,14 +197,17 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
         run_dir.mkdir(parents=True, exist_ok=True)
         config.save(run_dir / CONFIG_FILE)
         write_encoder_info(run_dir, encoder)
+        write_name_table(run_dir, examples.entries)  # prompt enrichment for sample and the app
     logger.info("training on %d images (%d held out) for %d steps from step %d, batch %d, %s, %s",
                 len(train_set), len(val_set), total_steps, start_step, tc.batch_size,
                 f"{type(trainer.strategy).__name__} x{trainer.replicas}", trainer.policy)
 
     # 3. the data stream, resumed at the element where the checkpoint stopped
-    dataset = make_dataset(train_set.images, train_set.embeddings, tc.batch_size, shuffle=True, flip=tc.flip,
-                           seed=tc.seed, repeat=True, start_index=int(trainer.examples_seen.numpy()),
-                           with_index=True)
+    several = train_set.caption_embeddings is not None  # several captions: one drawn per element
+    dataset = make_dataset(train_set.images, train_set.caption_embeddings if several else train_set.embeddings,
+                           tc.batch_size, shuffle=True, flip=tc.flip, seed=tc.seed, repeat=True,
+                           start_index=int(trainer.examples_seen.numpy()), with_index=True,
+                           caption_counts=train_set.caption_counts)
     batches = iter(trainer.distribute(dataset))
     metrics = MetricsWriter(run_dir / METRICS_FILE, run_dir / TENSORBOARD_DIR,
                             keep_until=start_step if resume else None, enabled=chief)
