@@ -66,7 +66,7 @@ class Known:
     description: str
 
 
-def _description(entry: Entry) -> str:
+def name_free_description(entry: Entry) -> str:
     """The main caption without the leading name ("a small yellow Electric-type Pokémon")."""
     for prefix in (f"{entry.name} ({entry.form})" if entry.form else None, entry.name):
         if prefix and entry.caption.startswith(prefix):
@@ -98,7 +98,7 @@ class NameTable:
         known = []
         for entry in sorted(entries, key=lambda e: (e.form is not None, e.dex if e.dex is not None else 1 << 30)):
             full = f"{entry.name} ({entry.form})" if entry.form else entry.name
-            item = Known(full, entry.caption, _description(entry))
+            item = Known(full, entry.caption, name_free_description(entry))
             known.append(item)
             if entry.form:
                 known.append(Known(entry.name, item.caption, item.description))

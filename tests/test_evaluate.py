@@ -212,7 +212,7 @@ def _evaluate(run, data, **kwargs):
     from pokemon_diffusion.evaluation.evaluate import evaluate
 
     options = dict(num=4, seed=3, steps=3, guidance_scale=2.0, batch_size=3, inception_weights="random",
-                   inception_input_size=75, kid_subsets=3, progress=False)
+                   inception_input_size=75, kid_subsets=3, progress=False, prompt_forms=0)
     options.update(kwargs)
     return evaluate(run, data, **options)
 
@@ -319,6 +319,21 @@ def test_variety_draws_several_seeds_of_the_first_headline_prompts(tiny_run, emp
     for bad in (dict(variety_seeds=1), dict(variety_seeds=65), dict(variety_prompts=0)):
         with pytest.raises(ConfigError, match="variety_seeds"):
             _evaluate(run, data, **bad)
+
+
+def test_prompt_forms_in_the_report(tiny_run, empty_keras_home):
+    from pokemon_diffusion.evaluation.evaluate import format_report
+
+    run, data = tiny_run
+    report = _evaluate(run, data, inception_weights=None, colour_seeds=0, variety_seeds=0, prompt_forms=1,
+                       prompt_form_seeds=2, prompt_encoder=_HashEncoder())
+    forms = report["prompt_forms"]
+    assert {(r["split"], r["form"]) for r in forms["results"]} >= {("train", f) for f in
+                                                                   ("name", "example", "caption", "description")}
+    assert all(r["num_samples"] == 2 for r in forms["results"])
+    assert "prompt forms (2 seeds per prompt" in format_report(report)
+    with pytest.raises(ConfigError, match="prompt_form_seeds 1"):
+        _evaluate(run, data, prompt_forms=1, prompt_form_seeds=1)
 
 
 def test_ddpm_runs_all_steps_and_refuses_fewer(tiny_run, empty_keras_home):

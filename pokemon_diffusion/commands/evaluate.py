@@ -80,6 +80,14 @@ def add_parser(subparsers):
     parser.add_argument("--variety-seeds", type=int_range(0, 64), default=4, metavar="K",
                         help="seeds per prompt of the variety figure (the first 8 headline prompts, K images "
                              "each; 0 = skip, else at least 2; default: %(default)s)")
+    from ..evaluation.prompt_forms import POKEMON_PER_SPLIT, SEEDS
+
+    parser.add_argument("--prompt-forms", type=int_range(0, 256), default=POKEMON_PER_SPLIT, metavar="P",
+                        help="Pokémon per split (training, held out) of the prompt-form figures: the name alone, "
+                             "'NAME, a TYPE-type Pokémon', the caption and the name-free description, as typed "
+                             "and enriched (0 = skip; default: %(default)s)")
+    parser.add_argument("--prompt-form-seeds", type=int_range(2, 64), default=SEEDS, metavar="K",
+                        help="images per prompt of the prompt-form figures (default: %(default)s)")
     parser.add_argument("--batch-size", type=int_range(1, 1024), default=16, metavar="B",
                         help="images per sampling / feature batch (default: %(default)s)")
     parser.add_argument("--inception-weights", type=_weights, default="auto", metavar="PATH|auto|imagenet|random",
@@ -110,6 +118,7 @@ def run(args) -> int:
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
                       steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],
                       colour_seeds=args.colour_seeds, variety_seeds=args.variety_seeds, batch_size=args.batch_size,
+                      prompt_forms=args.prompt_forms, prompt_form_seeds=args.prompt_form_seeds,
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
                       cache_dir=None if args.no_cache or shipped else Path(args.run) / CACHE_DIR)
     out = args.out or (Path(REFERENCE_REPORT) if shipped else Path(args.run) / "evaluation.json")

@@ -22,6 +22,8 @@ The report (a JSON-ready dict) holds:
    (``silhouette.py``): blobs are larger and more convex than Pokémon.
 9. ``variety``: several seeds of the first few headline prompts, how far apart they are against two
    different real images (``variety.py``): 0 means every seed draws the same picture.
+10. ``prompt_forms``: the name alone, "NAME, a TYPE-type Pokémon", the caption and the name-free
+    description, as typed and enriched, scored by colour, identity and variety (``prompt_forms.py``).
 
 See docs/EVALUATION.md.
 """
@@ -37,7 +39,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from ..config import SAMPLERS, SampleConfig
-from ..errors import ConfigError, DataError
+from ..errors import ConfigError, DataError, EncoderError
 from . import features as feats
 from . import metrics
 from .conditioning import choose_split_prompts, split_accuracy
@@ -45,6 +47,7 @@ from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
 from .variety import variety_report
 from .prompt_following import colour_following
+from .prompt_forms import POKEMON_PER_SPLIT, SEEDS
 from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
 from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
 
@@ -211,7 +214,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
              kid_subsets: int = 100, inception_input_size: int = feats.INCEPTION_INPUT_SIZE,
              cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None,
              guidance_scales: Sequence[float] = (), colour_seeds: int = 4,
-             prompt_encoder: Any = None, variety_seeds: int = 4, variety_prompts: int = 8) -> Dict[str, Any]:
+             prompt_encoder: Any = None, variety_seeds: int = 4, variety_prompts: int = 8,
+             prompt_forms: int = POKEMON_PER_SPLIT, prompt_form_seeds: int = SEEDS) -> Dict[str, Any]:
     """Sample ``num`` images from a run with the dataset's captions and measure them.
 
     Args:
@@ -236,6 +240,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         variety_seeds: images per prompt of the variety figure, at the headline guidance (0: skip
             it; else 2 to 64).
         variety_prompts: how many of the headline prompts (the first ones) it uses, 1 to 64.
+        prompt_forms: Pokémon per split of the prompt-form figures (0: skip them); prompt_form_seeds:
+            images per prompt there (2 or more).
 
     Returns:
         The JSON-ready report (see the module docstring and docs/EVALUATION.md).
@@ -264,6 +270,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     if not all(0.0 <= w <= 50.0 for w in scales) or not 0 <= colour_seeds <= 1000:
         raise ConfigError(f"guidance_scales: got {scales}, colour_seeds {colour_seeds}; allowed: weights from 0 "
                           "to 50 and 0 to 1000 seeds per colour")
+    if not 0 <= prompt_forms <= 256 or not 2 <= prompt_form_seeds <= 64:
+        raise ConfigError(f"prompt_forms: got {prompt_forms}, prompt_form_seeds {prompt_form_seeds}; allowed: 0 "
+                          "(skip) to 256 Pokémon per split and 2 to 64 seeds")
     if not (variety_seeds == 0 or 2 <= variety_seeds <= 64) or not 1 <= variety_prompts <= 64:
         raise ConfigError(f"variety_seeds: got {variety_seeds}, variety_prompts {variety_prompts}; allowed: 0 "
                           "(skip) or 2 to 64 seeds, and 1 to 64 prompts")
@@ -327,6 +336,23 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
                                          guidance_scale=scales[0], **draw)
         variety = variety_report(feats.to_uint8(drawn), variety_seeds, real_uint8, seed=seed)
         variety["prompts"] = [data.names[i] for i in chosen]
+    forms: Dict[str, Any] = {"skipped": "prompt_forms = 0"}
+    if prompt_forms:
+        from ..generate import encode_prompts
+        from .prompt_forms import prompt_form_report
+
+        def encode(texts):  # the run's own encoder, or the stand-in the colour prompts use
+            return (np.asarray(prompt_encoder.encode(texts), np.float32) if prompt_encoder is not None
+                    else encode_prompts(loaded, texts))
+
+        try:
+            forms = prompt_form_report(
+                loaded, data, train_idx, val_idx, seeds=prompt_form_seeds, seed=seed, k=TOP_K,
+                num_pokemon=prompt_forms, encode=encode,
+                generate=lambda emb, seed: generate_from_embeddings(loaded, emb, guidance_scale=scales[0],
+                                                                    **{**draw, "seed": seed}))
+        except EncoderError as exc:
+            forms = {"skipped": f"the run's text encoder cannot be loaded: {exc}"}
     lap("sampling")
 
     # 4. pixel-space metrics of the headline samples
@@ -361,6 +387,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "colour": colour,
         "silhouette": silhouette,
         "variety": variety,
+        "prompt_forms": forms,
         "inception": inception,
         "guidance_sweep": sweep,
         "reconstruction": rebuilt,

@@ -59,7 +59,13 @@ def format_report(report: Dict[str, Any]) -> str:
     if len(sweep) > 1:
         rows += [(f"guidance {p['guidance_scale']:g}", _sweep_text(p, num)) for p in sweep]
     width = max(len(name) for name, _ in rows)
-    return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    text = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+    forms = report.get("prompt_forms") or {}
+    if forms.get("results"):
+        from .prompt_forms import format_prompt_forms
+
+        text += "\n" + format_prompt_forms(forms)
+    return text
 
 
 def _heldout_text(heldout: Dict[str, Any]) -> str:
