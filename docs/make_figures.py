@@ -30,6 +30,9 @@ from pokemon_diffusion.viz import plot_samples, plot_training_curves, save_figur
 IMAGES = Path(__file__).resolve().parent / "images"
 GUIDANCE_PROMPTS = ("Charmander, a Fire-type Pokémon", "a blue water turtle Pokémon")
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 6.0)
+#: Pokémon of the prompt-form figure (training split of the reference's seed-0 split) and the forms shown.
+FORM_POKEMON = (("Pikachu", "Electric"), ("Charizard", "Fire/Flying"), ("Bulbasaur", "Grass/Poison"),
+                ("Squirtle", "Water"), ("Gengar", "Ghost/Poison"), ("Jigglypuff", "Normal/Fairy"))
 
 
 def main() -> None:
@@ -66,11 +69,34 @@ def main() -> None:
             captions += [f"w={w:g}: {prompt}"] * 2
     save_figure(plot_samples(np.concatenate(images), captions, ncols=8), IMAGES / f"{name}_guidance.png")
 
+    # 4. what people type: each Pokémon by name (as typed and enriched), the example form, the
+    #    dataset caption and the description without the name; the same seed everywhere
+    save_figure(forms_figure(run, config), IMAGES / f"{name}_forms.png")
+
     if args.data:
         save_figure(reconstruction_figure(run, args.data, args.seed), IMAGES / f"{name}_reconstruction.png")
     if args.run:
         save_figure(plot_training_curves(args.run), IMAGES / f"{name}_training_curve.png")
     logging.info("wrote %s", ", ".join(sorted(p.name for p in IMAGES.glob(f"{name}_*.png"))))
+
+
+def forms_figure(run, config: SampleConfig):
+    """Rows: FORM_POKEMON; columns: name, name enriched, 'NAME, a TYPE-type Pokémon' as typed and
+    enriched, the run's caption (the enriched name), the caption without the name; two seeds each."""
+    from pokemon_diffusion.prompts import enrich_prompt
+
+    images, captions = [], []
+    for pokemon, types in FORM_POKEMON:
+        caption = enrich_prompt(pokemon, run.name_table).text if run.name_table else pokemon
+        description = caption.split(", ", 1)[1] if ", " in caption else caption
+        article = "an" if types[0] in "AEIOU" else "a"
+        example = f"{pokemon}, {article} {types}-type Pokémon"
+        for prompt, enrich, label in ((pokemon, False, "name"), (pokemon, True, "name, enriched"),
+                                      (example, False, "example form"), (description, False, "description")):
+            res, _ = generate(run, [prompt], num=2, config=dataclasses.replace(config, enrich=enrich))
+            images.append(res.images)
+            captions += [f"{label}: {prompt if not enrich else caption}"] * 2
+    return plot_samples(np.concatenate(images), captions, ncols=8)
 
 
 def reconstruction_figure(run, data_dir: Path, seed: int, count: int = 8):

@@ -31,16 +31,17 @@ log = logging.getLogger(__name__)
 
 PathLike = Union[str, Path]
 
-#: Captions from the dataset (as ``collect`` writes them, visual template) and new descriptions.
+#: What people type, in the forms the model was trained on: Pokémon names (enriched with the run's
+#: description of each, prompts.py) and descriptions without a name (type, colour, size).
 DEMO_PROMPTS = (
-    "Pikachu, a small yellow Electric-type Pokémon",
-    "Charmander, a small orange and brown Fire-type Pokémon",
-    "Squirtle, a small blue Water-type Pokémon",
-    "Bulbasaur, a small green Grass/Poison-type Pokémon",
-    "a fire-type dragon Pokémon",
-    "a blue water turtle Pokémon",
-    "a green grass cat Pokémon",
-    "a purple ghost Pokémon",
+    "Pikachu",
+    "Charmander",
+    "Squirtle",
+    "Bulbasaur",
+    "a large orange Fire-type Pokémon",
+    "a small blue Water-type Pokémon",
+    "a green Grass-type Pokémon",
+    "a purple Ghost-type Pokémon",
 )
 DEFAULT_MINUTES = 12.0  # with the install, collect and embed: about 20 minutes on a 2-core CPU
 FINETUNE_LEARNING_RATE = 1e-4  # the default run's peak rate when it starts from trained weights (5e-4 from scratch)
@@ -123,7 +124,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
         limit: collect only the first N Pokémon (tests); None = all 1,008.
         run_config: model/diffusion/training settings (default: the library defaults at 32x32);
             the time budget is applied on top.
-        prompts: what to draw; the first ones are dataset captions, the rest new descriptions.
+        prompts: what to draw (Pokémon names are enriched with the run's descriptions, prompts.py).
         sample_config: sampler settings (default DDIM-50, guidance 3, seed 0).
         use_pretrained: also sample the shipped reference model when it is installed.
         init: start the run from these trained weights (``"reference"`` or a run folder; its model
