@@ -4,6 +4,10 @@ A crash, a full disk or Ctrl-C leaves either the old file or the new one under t
 never half of one. The temporary file lives in the same folder (``os.replace`` is atomic only
 within a file system), starts with a dot, and is created by the writer itself (not pre-created
 with ``mkstemp``'s 0600 mode), so the result gets the usual permissions of the user's umask.
+
+A write that fails for a reason the user can fix (a full disk, a read-only file system, no
+permission) becomes one :class:`~pokemon_diffusion.errors.WriteError` naming the final file, and
+the temporary file is removed (:func:`writing` gives the same translation to other writers).
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
+from .errors import write_failed
+
 PathLike = Union[str, os.PathLike]
 TMP_MARK = ".tmp"
 
@@ -23,6 +29,19 @@ def temp_name(path: PathLike, suffix: Optional[str] = None) -> Path:
     path = Path(path)
     suffix = path.suffix if suffix is None else suffix
     return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}{TMP_MARK}{suffix}")
+
+
+@contextmanager
+def writing(path: PathLike) -> Iterator[None]:
+    """Turn a failed write in the ``with`` block (ENOSPC, EDQUOT, EROFS, EACCES, EPERM, EFBIG) into one
+    :class:`~pokemon_diffusion.errors.WriteError` naming ``path``; other errors pass unchanged."""
+    try:
+        yield
+    except OSError as exc:
+        error = write_failed(path, exc)
+        if error is None:
+            raise
+        raise error from None
 
 
 @contextmanager
@@ -40,17 +59,30 @@ def atomic_path(path: PathLike, *, suffix: Optional[str] = None, fsync: bool = F
         ...     model.save(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_name(path, suffix)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = temp_name(path, suffix)
+        try:
+            yield str(tmp)
+            if fsync:
+                with open(tmp, "rb+") as fh:
+                    os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        finally:
+            _remove(tmp)
+
+
+def _remove(tmp: Path) -> None:
+    """Delete a temporary file or folder (some writers make one) left by a failed write."""
     try:
-        yield str(tmp)
-        if fsync:
-            with open(tmp, "rb+") as fh:
-                os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
+        if tmp.is_dir() and not tmp.is_symlink():
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+        elif tmp.exists() or tmp.is_symlink():
             tmp.unlink()
+    except OSError:
+        pass
 
 
 def atomic_write_bytes(path: PathLike, data: bytes, *, fsync: bool = True) -> Path:
