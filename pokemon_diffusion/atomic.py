@@ -72,6 +72,25 @@ def atomic_path(path: PathLike, *, suffix: Optional[str] = None, fsync: bool = F
             _remove(tmp)
 
 
+def check_writable(path: PathLike) -> Path:
+    """Fail now, in one line, if ``path`` could not be written later: its folder is created when
+    missing and a hidden probe file is created and removed there.
+
+    For commands that work minutes before they write (``sample``): a read-only or full output
+    folder is refused before the work, not after it.
+
+    Raises:
+        WriteError: the folder cannot be created or written (full disk, read-only, no permission).
+    """
+    path = Path(path)
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = temp_name(path)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+        os.unlink(probe)
+    return path
+
+
 def _remove(tmp: Path) -> None:
     """Delete a temporary file or folder (some writers make one) left by a failed write."""
     try:
