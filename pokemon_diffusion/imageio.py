@@ -60,7 +60,8 @@ def check_pixels(width: int, height: int, *, aspect: Optional[float] = 1.0, max_
     needed = padded_pixels(width, height, aspect)
     if limit and needed > limit:
         padded = f" ({needed:,} once padded to its shape)" if needed != width * height else ""
-        raise ImageRejected(f"{where + ': ' if where else ''}{width}x{height} pixels{padded} is too large; allowed: at most {limit:,} "
+        prefix = f"{where}: " if where else ""
+        raise ImageRejected(f"{prefix}{width}x{height} pixels{padded} is too large; allowed: at most {limit:,} "
                             "pixels (PIL.Image.MAX_IMAGE_PIXELS)")
 
 

@@ -168,8 +168,8 @@ def checkpoint_paths(directory: os.PathLike | str) -> List[str]:
     if state is not None and state.all_model_checkpoint_paths:
         return [os.path.join(folder, os.path.basename(p)) for p in state.all_model_checkpoint_paths]
     if listed and os.path.exists(os.path.join(folder, INDEX_FILE)):
-        logger.warning("%s is unreadable (%s); found %s by listing the folder", os.path.join(str(directory), INDEX_FILE),
-                       reason, ", ".join(os.path.basename(p) for p in listed))
+        logger.warning("%s is unreadable (%s); found %s by listing the folder",
+                       os.path.join(str(directory), INDEX_FILE), reason, ", ".join(os.path.basename(p) for p in listed))
     return listed
 
 
