@@ -34,6 +34,7 @@ from typing import Any, List, Optional, Tuple
 
 import tensorflow as tf
 
+from ..atomic import atomic_write_text
 from ..errors import CheckpointError, WriteError, write_failed
 
 logger = logging.getLogger(__name__)
@@ -242,12 +243,18 @@ def _repair_index(folder: Path) -> None:
         pass
     paths = checkpoint_paths(folder)  # warns
     names = [os.path.basename(p) for p in paths]
+    # the text format the manager reads; with timestamps, or it would keep the listed ones forever
+    stamps = [os.path.getmtime(p + ".index") for p in paths]
+    text = "".join([f'model_checkpoint_path: "{names[-1]}"\n'] if names else []) + \
+        "".join(f'all_model_checkpoint_paths: "{name}"\n' for name in names) + \
+        "".join(f"all_model_checkpoint_timestamps: {stamp!r}\n" for stamp in stamps) + \
+        (f"last_preserved_timestamp: {min(stamps) - 1.0!r}\n" if stamps else "")
     try:
         if names:
-            tf.train.update_checkpoint_state(str(folder), names[-1], names, save_relative_paths=True)
+            atomic_write_text(index, text)
         else:
             index.unlink()
-    except (OSError, tf.errors.OpError) as exc:
+    except OSError as exc:
         raise _save_failed(index, exc) from None
 
 
