@@ -143,9 +143,12 @@ def test_random_inception_features_are_reproducible_and_feed_fid_and_kid(small_r
 @pytest.mark.slow
 def test_random_inception_at_299():
     extractor = InceptionFeatures.load("random")
-    out = extractor(np.zeros((2, 32, 32, 3), np.float32))
-    assert out.shape == (2, 2048) and extractor.input_size == 299
-    assert np.allclose(out[0], out[1])
+    rng = np.random.default_rng(0)
+    first, second = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    out = extractor(np.stack([first, second, first]))
+    assert out.shape == (3, 2048) and extractor.input_size == 299
+    assert np.allclose(out[0], out[2], atol=1e-5)  # the same picture, the same features, wherever in the batch
+    assert not np.allclose(out[0], out[1], atol=1e-3)  # another picture, other features
 
 
 # ------------------------------------------------------------------------- evaluate() end to end
@@ -335,6 +338,7 @@ def test_choose_prompts_is_seeded_and_covers_every_caption_when_asked_for_more()
     from pokemon_diffusion.evaluation.evaluate import choose_prompts
 
     assert choose_prompts(10, 4, 1).tolist() == choose_prompts(10, 4, 1).tolist()
+    assert choose_prompts(10, 4, 1).tolist() != choose_prompts(10, 4, 2).tolist()  # the seed is used
     assert len(set(choose_prompts(10, 10, 2).tolist())) == 10
     more = choose_prompts(3, 7, 0)
     assert len(more) == 7 and set(more.tolist()) == {0, 1, 2}
