@@ -34,8 +34,9 @@ def _quiet_gradio() -> None:
 
 def _shown(text: str) -> str:
     """A message as text on the page: Gradio renders an error's message as HTML, and a bad field's
-    value is quoted in it (``<img ...>``, ``<a href>`` must show as typed, not become markup)."""
-    return html.escape(text, quote=True)
+    value is quoted in it (``<img ...>``, ``<a href>`` must show as typed, not become markup).
+    Only ``& < >`` are escaped: the toast is element content, and quotes stay readable to API clients."""
+    return html.escape(text, quote=False)
 
 
 def make_handler(session: AppSession):
