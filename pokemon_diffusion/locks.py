@@ -130,7 +130,10 @@ def reader_lock(folder: Union[str, os.PathLike], what: str) -> Iterator[Optional
 
 def _busy(folder: Path, fd: int, reading: Optional[str] = None) -> FolderBusyError:
     holder = _read(fd).split(" ", 1)
-    pid = f"pid {holder[0]}" if holder[0] else "another process (a reader such as evaluate, or a writer just starting)"
+    if not holder[0]:  # readers write no pid: a shared holder, or a writer between its flock and its pid
+        return FolderBusyError(f"{folder} is in use by another process (a reader such as evaluate, or a writer "
+                               "just starting); wait for it to finish, or choose another folder")
+    pid = f"pid {holder[0]}"
     busy = f" ({holder[1]})" if len(holder) > 1 else ""
     if reading:
         return FolderBusyError(f"{folder} is being written by {pid}{busy}; {reading} reads it when that has "
