@@ -77,7 +77,10 @@ def test_collect_folder_skips_odd_files_with_one_warning_each_and_writes_the_met
     src.mkdir()
     Image.new("RGB", (8, 8), (200, 0, 0)).save(src / "0004_charmander.png")
     (src / "strip.png").write_bytes(strip_png())  # padded to a square: 900 million pixels
-    Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(str(src)) + b"/bad\xff\xfe.png"))  # not UTF-8
+    try:
+        Image.new("RGB", (8, 8)).save(os.fsdecode(os.fsencode(str(src)) + b"/bad\xff\xfe.png"))  # not UTF-8
+    except OSError as exc:
+        pytest.skip(f"this file system refuses file names that are not UTF-8 ({exc})")
     Image.new("RGB", (8, 8)).save(tmp_path / "elsewhere.png")
     (src / "link.png").symlink_to(tmp_path / "elsewhere.png")
     os.mkfifo(src / "pipe.png")
