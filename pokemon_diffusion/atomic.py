@@ -12,13 +12,14 @@ the temporary file is removed (:func:`writing` gives the same translation to oth
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from .errors import write_failed
+from .errors import WriteError, write_failed
 
 PathLike = Union[str, os.PathLike]
 TMP_MARK = ".tmp"
@@ -83,11 +84,20 @@ def check_writable(path: PathLike) -> Path:
         WriteError: the folder cannot be created or written (full disk, read-only, no permission).
     """
     path = Path(path)
-    with writing(path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        probe = temp_name(path)
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
-        os.unlink(probe)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise WriteError(f"cannot write {path}: {path.parent} is a file, not a folder; allowed: a file in a "
+                         "writable folder", errno.ENOTDIR)
+    try:
+        with writing(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            probe = temp_name(path)
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+            os.unlink(probe)
+    except OSError as exc:  # a parent that is a file, a name too long: still one line before the work
+        raise WriteError(f"cannot write {path}: {exc.strerror or exc}; allowed: a file in a writable folder",
+                         exc.errno) from None
+    if path.is_dir():
+        raise WriteError(f"cannot write {path}: it is a folder; allowed: a file name", errno.EISDIR)
     return path
 
 
