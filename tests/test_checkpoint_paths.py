@@ -31,7 +31,7 @@ def test_a_relative_folder_restores_whatever_the_index_holds(tmp_path, monkeypat
     assert TrainingCheckpoint("r2/checkpoints", **_state(1)).restore_latest() == 4
 
 
-@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8", b"model_checkpoint_path: {{{ cut sh"])
+@pytest.mark.parametrize("damage", [b"\xff\xfe not utf-8", b"model_checkpoint_path: {{{ cut sh", b""])
 def test_an_unreadable_index_is_found_by_listing_and_rewritten(tmp_path, damage):
     _two_checkpoints(tmp_path)
     (tmp_path / "checkpoint").write_bytes(damage)
