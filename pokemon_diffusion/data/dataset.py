@@ -134,11 +134,10 @@ def read_image(path: os.PathLike | str, shape: Tuple[int, int] = (32, 32), *,
         path: an image file OpenCV can decode (PNG, JPEG, WebP, ...); transparency is composited on white.
         shape: ``(height, width)`` of the result; the image is padded with white to this aspect ratio,
             then resized with INTER_AREA when shrinking (no aliasing) or INTER_CUBIC when enlarging.
+        root: refuse a file whose real path is outside this folder (a symbolic link out of the dataset).
 
     Returns:
         ``np.ndarray`` float32 of shape ``(height, width, 3)``: ``pixel / 127.5 - 1``.
-
-        root: refuse a file whose real path is outside this folder (a symbolic link out of the dataset).
 
     Raises:
         DataError: the file is missing, not a regular file, outside ``root``, too large once padded
