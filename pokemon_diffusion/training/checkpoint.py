@@ -114,10 +114,9 @@ class TrainingCheckpoint:
             CheckpointError: every checkpoint is damaged, or the readable one does not match this
                 model/optimizer.
         """
-        found = newest_readable_checkpoint(directory if directory is not None else self.shown)
-        if found is None:
+        path = newest_readable_checkpoint(directory if directory is not None else self.shown)
+        if path is None:
             return None
-        path = found
         self._restore(path)
         self._restored = path
         step = int(self.step.numpy())
