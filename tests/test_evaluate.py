@@ -144,7 +144,7 @@ def test_random_inception_features_are_reproducible_and_feed_fid_and_kid(small_r
 def test_random_inception_at_299():
     extractor = InceptionFeatures.load("random")
     rng = np.random.default_rng(0)
-    first, second = rng.uniform(0, 255, (2, 32, 32, 3)).astype(np.float32)
+    first, second = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)  # the extractor takes [-1, 1]
     out = extractor(np.stack([first, second, first]))
     assert out.shape == (3, 2048) and extractor.input_size == 299
     assert np.allclose(out[0], out[2], atol=1e-5)  # the same picture, the same features, wherever in the batch
