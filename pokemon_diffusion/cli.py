@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
+import threading
 from typing import List, NoReturn, Optional
 
 from ._version import __version__
-from .errors import PokemonDiffusionError
+from .errors import WRITE_FAILURES, PokemonDiffusionError
 from .logging_utils import setup_logging, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
@@ -23,6 +25,15 @@ COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app")
 TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo", "app")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``kill``), raised where the program is so that ``finally`` blocks remove temp files."""
+
+
+def _terminate(signum, frame) -> NoReturn:
+    raise Terminated()
 
 
 class OneLineErrorParser(argparse.ArgumentParser):
@@ -59,6 +70,17 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(-1 if args.quiet else args.verbose)
+    on_main_thread = threading.current_thread() is threading.main_thread()
+    # SIGTERM like Ctrl-C: temp files are removed on the way out (train and app install their own handlers)
+    previous = signal.signal(signal.SIGTERM, _terminate) if on_main_thread else None
+    try:
+        return _run(args)
+    finally:
+        if on_main_thread:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         on_jax = getattr(args, "backend", None) == "jax"  # `train --backend jax` never imports TensorFlow
         if args.command in TENSORFLOW_COMMANDS and not args.verbose and not on_jax:
@@ -67,9 +89,18 @@ def main(argv: Optional[List[str]] = None) -> int:
     except PokemonDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Terminated:
+        print("error: terminated (SIGTERM); nothing half-written was left", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a full disk, read-only folder or no permission that no writer translated: one line
+        if exc.errno not in WRITE_FAILURES:
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{WRITE_FAILURES[exc.errno]}; free space or choose another folder", file=sys.stderr)
+        return EXIT_USAGE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -4,8 +4,13 @@ The lock is ``fcntl.flock`` on ``FOLDER/.lock``, a file that holds the holder's 
 message a second writer gets). The kernel drops a flock when its process ends in any way, ``kill
 -9`` included, so a lock of a dead process never blocks: the file it leaves behind is just taken
 over. The file is never deleted: removing it would let a third process lock a fresh file while a
-second one still holds the old one. Readers (``sample``, ``evaluate``, ``train`` reading its data
-folder) take no lock.
+second one still holds the old one. ``evaluate`` takes the run's lock in shared mode
+(:func:`reader_lock`): it waits for no one, but refuses a run being trained (a moving target),
+and ``train`` refuses a run being evaluated. Other readers (``sample``, ``train`` reading its
+data folder) take no lock: they read files that are only ever replaced whole.
+
+A lock file that cannot be written for a reason the user can fix (a full disk) is one
+:class:`~pokemon_diffusion.errors.WriteError` naming it.
 
 Where ``fcntl`` does not exist (Windows) or the lock file cannot be created (a read-only folder:
 nothing can be written there anyway), the lock is skipped.
@@ -24,7 +29,7 @@ import os
 from pathlib import Path
 from typing import Iterator, Optional, Union
 
-from .errors import FolderBusyError
+from .errors import FolderBusyError, write_failed
 
 try:
     import fcntl
@@ -74,13 +79,15 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
         except OSError as exc:
             if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            holder = _read(fd).split(" ", 1)
-            pid = f"pid {holder[0]}" if holder[0] else "a process that is just starting"
-            busy = f" ({holder[1]})" if len(holder) > 1 else ""
-            raise FolderBusyError(f"{folder} is being written by {pid}{busy}; wait for it to finish or stop it, "
-                                  f"or choose another folder") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+            raise _busy(folder, fd) from None
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
+        except OSError as exc:  # a full disk: one line, not a traceback
+            error = write_failed(folder / LOCK_FILE, exc)
+            if error is None:
+                raise
+            raise error from None
         logger.debug("locked %s for %s", folder, what)
         try:
             yield folder / LOCK_FILE
@@ -89,6 +96,50 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+@contextlib.contextmanager
+def reader_lock(folder: Union[str, os.PathLike], what: str) -> Iterator[Optional[Path]]:
+    """Hold ``folder``'s lock in shared mode for the ``with`` block: readers run side by side, a writer
+    (``train``) neither runs nor starts meanwhile.
+
+    The lock file is created when the folder is writable and has none; where it cannot be (a
+    read-only folder, no fcntl) no lock is taken, as for writers.
+
+    Raises:
+        FolderBusyError: a writer holds the lock (the message names it), e.g. ``train`` is writing
+            the run ``evaluate`` was asked to read.
+    """
+    folder = Path(folder)
+    fd = _open_shared(folder) if fcntl is not None else None
+    if fd is None:
+        yield None
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as exc:
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise _busy(folder, fd, reading=what) from None
+        logger.debug("locked %s for %s (shared)", folder, what)
+        yield folder / LOCK_FILE
+    finally:
+        os.close(fd)
+
+
+def _busy(folder: Path, fd: int, reading: Optional[str] = None) -> FolderBusyError:
+    holder = _read(fd).split(" ", 1)
+    if not holder[0]:  # readers write no pid: a shared holder, or a writer between its flock and its pid
+        return FolderBusyError(f"{folder} is in use by another process (a reader such as evaluate, or a writer "
+                               "just starting); wait for it to finish, or choose another folder")
+    pid = f"pid {holder[0]}"
+    busy = f" ({holder[1]})" if len(holder) > 1 else ""
+    if reading:
+        return FolderBusyError(f"{folder} is being written by {pid}{busy}; {reading} reads it when that has "
+                               "finished (or stop it)")
+    return FolderBusyError(f"{folder} is being written by {pid}{busy}; wait for it to finish or stop it, "
+                           f"or choose another folder")
 
 
 @contextlib.contextmanager
@@ -133,6 +184,19 @@ def _open(folder: Path, create: bool) -> Optional[int]:
     except OSError as exc:  # read-only, not a folder, no permission: the writes would fail too, and say why
         logger.debug("no lock on %s: %s", folder, exc.strerror)
         return None
+
+
+def _open_shared(folder: Path) -> Optional[int]:
+    try:
+        return os.open(folder / LOCK_FILE, os.O_RDONLY)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        logger.debug("no lock on %s: %s", folder, exc.strerror)
+        return None
+    if not folder.is_dir():
+        return None
+    return _open(folder, create=False)
 
 
 def _read(fd: int) -> str:

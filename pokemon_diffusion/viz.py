@@ -200,13 +200,13 @@ def _read_metrics(path: Path) -> List[Dict[str, Any]]:
     """The JSON objects of ``metrics.jsonl``; unreadable lines (e.g. a half-written last line of a
     run still going) are skipped with a warning."""
     records, bad = [], 0
-    with open(path, encoding="utf-8") as fh:
+    with open(path, "rb") as fh:  # bytes: a line that is not UTF-8 is one bad line, not a traceback
         for line in fh:
             if not line.strip():
                 continue
             try:
                 record = json.loads(line)
-            except json.JSONDecodeError:
+            except ValueError:  # JSONDecodeError and UnicodeDecodeError
                 bad += 1
                 continue
             if isinstance(record, dict) and isinstance(record.get("step"), (int, float)):

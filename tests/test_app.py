@@ -4,6 +4,7 @@ The app runs in this process on a tiny run folder (16x16, T = 20) with the hash 
 of test_sample_cli, on a free port of 127.0.0.1; the page's API is driven with gradio_client.
 """
 
+import logging
 import socket
 
 import numpy as np
@@ -140,12 +141,67 @@ def test_the_page_is_local_and_sends_no_analytics(server):
 
 # ---- the command line -------------------------------------------------------------------------
 
-def test_app_is_a_subcommand_with_local_defaults(capsys):
+def test_app_is_a_subcommand_with_local_defaults(capsys, monkeypatch):
     with pytest.raises(SystemExit) as exit_info:
         main(["app", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
     assert "--run RUN" in text and "--model NAME" in text and "127.0.0.1" in text and "7860" in text
+    # the binding promise itself: what `app` with no flag hands to the server, not what the help says
+    from pokemon_diffusion.cli import build_parser
+    from pokemon_diffusion.commands import app as app_command
+    from pokemon_diffusion.app import ui
+
+    args = build_parser().parse_args(["app"])
+    assert (args.host, args.port, args.run, args.model) == ("127.0.0.1", 7860, None, None)
+    bound = {}
+
+    class Session:
+        label = "stand-in"
+
+        def warm_up(self):
+            return 0.0
+
+        def close(self):
+            pass
+
+    def launch(session, host, port, block=True):
+        bound.update(host=host, port=port, block=block)
+        raise OSError("stop here")
+
+    monkeypatch.setattr(app_command, "load_session", lambda *a: Session())
+    monkeypatch.setattr(ui, "launch", launch)
+    assert main(["app"]) == 2
+    assert bound == dict(host="127.0.0.1", port=7860, block=False)
+    assert ui.DEFAULT_HOST == "127.0.0.1"
+
+
+def test_serving_is_logged_only_once_the_port_is_bound(tiny_session, caplog, monkeypatch):
+    from pokemon_diffusion.commands.app import _serve
+
+    monkeypatch.setattr(tiny_session, "warm_up", lambda: 0.0)  # compiling is not what this is about
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.INFO, "pokemon_diffusion.commands.app"), \
+                pytest.raises(ConfigError, match=f"--host 127.0.0.1 --port {port}: cannot serve there"):
+            _serve(tiny_session, "127.0.0.1", port)
+    assert "serving" not in caplog.text
+
+
+def test_an_error_message_is_shown_as_text_not_markup(tiny_session):
+    import gradio as gr
+
+    from pokemon_diffusion.app.ui import make_handler
+
+    generate = make_handler(tiny_session)
+    with pytest.raises(gr.Error) as info:
+        next(generate("a <b>bold</b> dragon", 1, "ddim", 5, 3.0, '<img src=x onerror="alert(1)"><a href="//x">'))
+    shown = info.value.message
+    assert "<img" not in shown and "<a " not in shown and "<b>" not in shown
+    assert """Seed: got '&lt;img src=x onerror="alert(1)"&gt;&lt;a href="//x"&gt;'""" in shown
 
 
 def test_a_missing_run_or_model_is_one_error_line(tmp_path, capsys):

@@ -28,3 +28,29 @@ def test_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path):
             raise RuntimeError("crash mid-write")
     assert target.read_text() == "good"
     assert [p.name for p in tmp_path.iterdir()] == ["model.keras"]
+
+
+def test_a_failed_write_is_one_write_error_naming_the_file_and_no_temp(tmp_path, monkeypatch):
+    import errno
+
+    from pokemon_diffusion.atomic import check_writable
+    from pokemon_diffusion.errors import WriteError
+
+    target = tmp_path / "out.json"
+    target.write_text("good")
+    with pytest.raises(WriteError, match=f"cannot write {target}: no space left on the device"):
+        with atomic_path(target) as tmp:
+            with open(tmp, "w") as fh:
+                fh.write("half")
+            raise OSError(errno.ENOSPC, "No space left on device")
+    assert target.read_text() == "good" and [p.name for p in tmp_path.iterdir()] == ["out.json"]
+    with pytest.raises(OSError) as info:  # not a failed write: passed on as it is
+        with atomic_path(target):
+            raise OSError(errno.EIO, "I/O error")
+    assert not isinstance(info.value, WriteError)
+    assert check_writable(tmp_path / "new" / "a.png") == tmp_path / "new" / "a.png"
+    assert [p.name for p in (tmp_path / "new").iterdir()] == []  # the probe is gone
+    with pytest.raises(WriteError, match="out.json is a file, not a folder"):
+        check_writable(target / "a.png")
+    with pytest.raises(WriteError, match="it is a folder"):
+        check_writable(tmp_path / "new")

@@ -43,6 +43,8 @@ def test_help_is_fast_and_imports_no_framework():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     line = [l for l in out.splitlines() if l.startswith("HEAVY")][0]
     assert "HEAVY []" in line, line
+    seconds = float(line.split()[-1])
+    assert seconds < 10.0, f"--help took {seconds:.1f} s (importing the CLI and every parser)"  # generous: a busy CI
 
 
 def test_import_package_is_light():

@@ -1,6 +1,7 @@
 """The end-to-end demo on a tiny budget: every stage for real, tiny sizes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,8 +17,10 @@ TINY = RunConfig(model=ModelConfig(image_size=16, base_width=8, channel_mults=(1
 
 
 @pytest.mark.slow
-def test_demo_pipeline_writes_every_output_and_reuses_data(tmp_path):
-    out, data = tmp_path / "demo", tmp_path / "data"
+def test_demo_pipeline_writes_every_output_and_reuses_data(tmp_path, monkeypatch):
+    # relative folders, as `make demo` passes them (issue 31: the second run failed to resume with them)
+    monkeypatch.chdir(tmp_path)
+    out, data = Path("outputs/demo"), Path("data/pokemon")
     kwargs = dict(data_dir=data, minutes=5, text_encoder="minilm", limit=6, run_config=TINY,
                   prompts=["Pikachu, an Electric-type Pokémon", "a fire-type dragon Pokémon"],
                   sample_config=SampleConfig(steps=4, num_intermediates=3, seed=1), use_pretrained=False, init=None)
@@ -39,7 +42,7 @@ def test_demo_pipeline_writes_every_output_and_reuses_data(tmp_path):
     assert again["train"]["resumed"] is True
     assert again["heldout_loss"]["before"] == pytest.approx(saved["train"]["val_loss"], rel=1e-5)
     # a new demo run fine-tuned from that run: it starts from its EMA model, whose held-out loss is known
-    tuned = run_demo(tmp_path / "tuned", **{**kwargs, "init": out / "run"})
-    assert tuned["train"]["init"] == str(out / "run") and tuned["train"]["resumed"] is False
+    tuned = run_demo(tmp_path / "tuned", **{**kwargs, "init": tmp_path / out / "run"})
+    assert tuned["train"]["init"] == str(tmp_path / out / "run") and tuned["train"]["resumed"] is False
     assert tuned["heldout_loss"]["before"] == pytest.approx(saved["train"]["val_loss"], rel=1e-5)
     assert tuned["train"]["step"] == 3 and np.isfinite(tuned["heldout_loss"]["after"])

@@ -143,9 +143,12 @@ def test_random_inception_features_are_reproducible_and_feed_fid_and_kid(small_r
 @pytest.mark.slow
 def test_random_inception_at_299():
     extractor = InceptionFeatures.load("random")
-    out = extractor(np.zeros((2, 32, 32, 3), np.float32))
-    assert out.shape == (2, 2048) and extractor.input_size == 299
-    assert np.allclose(out[0], out[1])
+    rng = np.random.default_rng(0)
+    first, second = rng.uniform(-1, 1, (2, 32, 32, 3)).astype(np.float32)  # the extractor takes [-1, 1]
+    out = extractor(np.stack([first, second, first]))
+    assert out.shape == (3, 2048) and extractor.input_size == 299
+    assert np.allclose(out[0], out[2], atol=1e-5)  # the same picture, the same features, wherever in the batch
+    assert not np.allclose(out[0], out[1], atol=1e-3)  # another picture, other features
 
 
 # ------------------------------------------------------------------------- evaluate() end to end
@@ -350,6 +353,7 @@ def test_choose_prompts_is_seeded_and_covers_every_caption_when_asked_for_more()
     from pokemon_diffusion.evaluation.evaluate import choose_prompts
 
     assert choose_prompts(10, 4, 1).tolist() == choose_prompts(10, 4, 1).tolist()
+    assert choose_prompts(10, 4, 1).tolist() != choose_prompts(10, 4, 2).tolist()  # the seed is used
     assert len(set(choose_prompts(10, 10, 2).tolist())) == 10
     more = choose_prompts(3, 7, 0)
     assert len(more) == 7 and set(more.tolist()) == {0, 1, 2}
@@ -463,3 +467,57 @@ def test_the_report_shows_the_held_out_loss_at_t0_apart():
     assert text.startswith("0.08750") and "t = 0: 0.5000" in text and "the other 2 t: 0.15000" in text
     assert _heldout_text({"loss": 0.1, "per_t": {"5": 0.1}}) == "0.10000"
     assert _heldout_text({"loss": None}) == "n/a"
+
+
+def _oracle_run(run, data, shift):
+    """The tiny run with its model replaced by an oracle: for each caption embedding it predicts the v of
+    the dataset image ``shift`` places further on, exactly (so DDIM lands on that image, any t)."""
+    import keras
+    import tensorflow as tf
+
+    from pokemon_diffusion.evaluation.evaluate import load_eval_data
+    from pokemon_diffusion.run_dir import load_run
+
+    loaded = load_run(run)
+    eval_data = load_eval_data(data, loaded.config.model.image_size)
+    targets = np.roll(eval_data.images, -shift, axis=0)
+
+    class Oracle(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.embeddings = tf.constant(eval_data.embeddings, tf.float32)
+            self.targets = tf.constant(targets, tf.float32)
+            self.abar = tf.constant(loaded.schedule.alphas_cumprod, tf.float32)
+
+        def call(self, inputs, training=False):
+            x_t, t, text = inputs
+            nearest = tf.argmin(tf.reduce_sum((text[:, None, :] - self.embeddings[None]) ** 2, -1), axis=1)
+            x0 = tf.gather(self.targets, nearest)
+            abar = tf.gather(self.abar, tf.cast(t, tf.int32))[:, None, None, None]
+            eps = (x_t - tf.sqrt(abar) * x0) / tf.sqrt(1.0 - abar)
+            return tf.sqrt(abar) * eps - tf.sqrt(1.0 - abar) * x0  # v-prediction
+
+    assert loaded.config.diffusion.prediction == "v"
+    loaded.model = Oracle()
+    return loaded
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shift, top1, loss_is_zero", [(0, 1.0, True), (1, 0.0, False)])
+def test_evaluate_gives_the_known_answer_of_a_rigged_model(tiny_run, empty_keras_home, monkeypatch,
+                                                           shift, top1, loss_is_zero):
+    # shift 0: a perfect model (every sample is its prompt's own Pokémon, no denoising error);
+    # shift 1: every sample is exactly another Pokémon's picture
+    from pokemon_diffusion import run_dir as run_dir_module
+
+    run, data = tiny_run
+    rigged = _oracle_run(run, data, shift)
+    monkeypatch.setattr(run_dir_module, "load_run", lambda *args, **kwargs: rigged)
+    report = _evaluate(run, data, inception_weights=None, guidance_scale=1.0, colour_seeds=0, variety_seeds=0,
+                       num=6)
+    cond = report["conditioning"]
+    assert cond["top1"] == top1 and len(cond["samples"]) == 6
+    held = report["heldout_loss"]["loss"]
+    assert (held < 1e-6) if loss_is_zero else (held > 0.05), held
+    for level in report["reconstruction"]["levels"].values():
+        assert level["top1"] == top1

@@ -152,3 +152,33 @@ def test_the_order_of_attention_resolutions_does_not_matter():
     assert _model_fields(a) == _model_fields(b)
     grown = _differences(_model_fields(tiny_config(channel_mults=(1, 2)).model), _model_fields(b))
     assert _adds_attention_only(grown) and grown["attention_resolutions"] == ([], [16, 8])
+
+
+def test_init_reference_gives_the_shipped_weights_to_both_models(tmp_path):
+    # the path `make demo` takes (`train --init reference`), without the minute its training step would trace
+    import argparse
+
+    from pokemon_diffusion.commands.train import resolve_config
+    from pokemon_diffusion.pretrained import load_pretrained
+    from pokemon_diffusion.run_dir import EncoderInfo
+
+    args = argparse.Namespace(out=str(tmp_path / "run"), config=None, resume=False, init="reference",
+                              steps=1, epochs=None, **{dest: None for dest in ("image_size", "norm", "base_width",
+                              "batch_size", "lr", "seed", "mixed_precision", "strategy", "time_limit",
+                              "checkpoint_every", "eval_every", "log_every", "ema_decay", "remat")})
+    config = resolve_config(args)  # the reference's model and diffusion configs, this run's training
+    reference = load_pretrained()
+    assert config.model == reference.config.model and config.diffusion == reference.config.diffusion
+    assert config.train.steps == 1
+    folder = check_init("reference", config, EncoderInfo(reference.encoder.name, reference.encoder.dim))
+    trainer = Trainer(config, total_steps=1, strategy=tf.distribute.get_strategy())
+    assert load_init_weights(trainer, folder) == str(folder / "ema_model.keras")
+    expected = reference.model.get_weights()
+    for model in (trainer.model, trainer.ema_model):
+        got = model.get_weights()
+        assert len(got) == len(expected)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b)
+    assert int(trainer.step.numpy()) == 0 and int(trainer.optimizer.iterations.numpy()) == 0
+    with pytest.raises(EncoderError):  # a dataset embedded with another encoder is refused
+        check_init("reference", config, EncoderInfo("test-encoder", reference.encoder.dim))

@@ -12,7 +12,7 @@ import pytest
 from pokemon_diffusion.cli import main
 from pokemon_diffusion.config import DataConfig
 from pokemon_diffusion.errors import FolderBusyError
-from pokemon_diffusion.locks import LOCK_FILE, folder_lock, lock_holder
+from pokemon_diffusion.locks import LOCK_FILE, folder_lock, lock_holder, reader_lock
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -102,13 +102,45 @@ def test_the_library_writers_refuse_a_busy_folder(tmp_path, holder, command, cap
     assert err.count("\n") == 0 and err.startswith(f"error: {folder} is being written by pid {proc.pid}")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into a read-only folder")
-def test_a_read_only_folder_gets_no_lock_instead_of_an_error(tmp_path):
+def test_a_read_only_folder_gets_no_lock_instead_of_an_error(tmp_path, monkeypatch):
     folder = tmp_path / "ro"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        with folder_lock(folder, "embed") as path:  # nothing can be written there: nothing to protect
-            assert path is None
-    finally:
-        folder.chmod(0o755)
+    real_open = os.open
+
+    def refused(path, flags, *args, **kwargs):  # what a read-only folder gives a normal user (root included here)
+        if str(path).endswith(LOCK_FILE):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refused)
+    with folder_lock(folder, "embed") as path:  # nothing can be written there: nothing to protect
+        assert path is None
+    with reader_lock(folder, "evaluate") as path:
+        assert path is None
+    assert not (folder / LOCK_FILE).exists()
+
+
+def test_readers_share_the_lock_and_exclude_a_writer(tmp_path, holder):
+    folder = tmp_path / "run"
+    with reader_lock(folder / "missing", "evaluate") as path:  # no folder: nothing to lock
+        assert path is None
+    folder.mkdir()
+    with reader_lock(folder, "evaluate") as first, reader_lock(folder, "evaluate") as second:
+        assert first == second == folder / LOCK_FILE
+        with pytest.raises(FolderBusyError, match="a reader such as evaluate"):
+            with folder_lock(folder, "train"):
+                pass
+    proc = holder(folder, "train")
+    with pytest.raises(FolderBusyError, match=f"is being written by pid {proc.pid} \\(train\\); evaluate reads"):
+        with reader_lock(folder, "evaluate"):
+            pass
+
+
+def test_evaluate_refuses_a_run_being_trained_in_one_line(tmp_path, holder, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    proc = holder(run, "train")
+    assert main(["evaluate", "--run", str(run), "--data", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: {run} is being written by pid {proc.pid} (train); "
+                                                   "evaluate reads it when that has finished"), err

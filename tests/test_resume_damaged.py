@@ -39,8 +39,29 @@ def test_resume_skips_a_truncated_checkpoint_and_fails_in_one_line_when_none_is_
         assert (resumed[name] == straight[name]).all(), name
     assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]
 
-    for name in ("ckpt-2.data-00000-of-00001", "ckpt-4.data-00000-of-00001"):
-        _truncate(ckpts / name)
+    # issue 31, item 3: a damaged index does not restart the run at step 0 over its EMA model
+    ema = (run / "ema_model.keras").read_bytes()
+    (ckpts / "checkpoint").write_bytes(b"\xff\xfe damaged index")
+    with _Warnings("pokemon_diffusion.training.checkpoint") as warnings:
+        assert main(train + ["--resume"]) == 0
+    assert "step 4/4 (completed)" in capsys.readouterr().out and "checkpoint is unreadable" in warnings[0]
+    assert (run / "ema_model.keras").read_bytes() == ema
+    assert [r["step"] for r in read_metrics(run / "metrics.jsonl")] == [1, 2, 3, 4]
+
+    # issue 31, item 7: --init from a run whose newest checkpoint is cut short reads the one before
+    _truncate(ckpts / "ckpt-4.data-00000-of-00001")
+    init = ["-q", "train", "--data", str(data), "--config", config, "--init", str(run), "--steps", "1"]
+    with _Warnings("pokemon_diffusion.training.checkpoint") as warnings:
+        assert main(init + ["--out", str(tmp_path / "tuned")]) == 0
+    assert len(warnings) == 1 and "ckpt-4 (Read less bytes than requested)" in warnings[0], warnings
+    assert "reading from ckpt-2" in warnings[0]
+
+    _truncate(ckpts / "ckpt-2.data-00000-of-00001")
+    capsys.readouterr()
+    assert main(init + ["--out", str(tmp_path / "tuned2")]) == 2  # none left: one line, no IndexError
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"error: --init: no readable checkpoint in {ckpts}: "), err
+    assert "allowed: --init from a run with a readable checkpoint" in err[0]
     assert main(train + ["--resume"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"error: no readable checkpoint in {ckpts}: "), err

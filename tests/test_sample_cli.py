@@ -180,10 +180,50 @@ def test_sample_without_run_uses_the_shipped_reference_model(monkeypatch, tmp_pa
             return np.full((len(texts), self.dim), 0.05, np.float32)
 
     monkeypatch.setattr(text_module, "load_encoder_matching", lambda expected, spec: Constant(expected.name, expected.dim))
+    import importlib
+    import json
+
+    from pokemon_diffusion.pretrained import pretrained_dir
+
+    generate_module = importlib.import_module("pokemon_diffusion.generate")  # the module, not the function
+
+    real, used = generate_module.generate, []  # what `sample` hands to the sampler
+
+    def spy(run, prompts, **kwargs):
+        result = real(run, prompts, **kwargs)
+        used.append((run, result[0].images))
+        return result
+
+    monkeypatch.setattr(generate_module, "generate", spy)
     out = tmp_path / "reference.png"
     assert main(["sample", "--prompt", "a ghost", "--steps", "2", "--seed", "0", "--out", str(out)]) == 0
     with Image.open(out) as png:
         assert png.format == "PNG"
+    # the shipped reference was the model: its config, encoder and every weight, read here from the file
+    (run, images), = used
+    assert run.config == RunConfig.load(pretrained_dir() / "config.json")
+    assert run.encoder.name == json.loads((pretrained_dir() / "encoder.json").read_text())["name"]
+    assert sorted(_digests(run.model.get_weights())) == sorted(_digests(_keras_file_weights(
+        pretrained_dir() / EMA_MODEL_FILE)))
+    assert images.shape == (1, 32, 32, 3) and np.isfinite(images).all()
+
+
+def _digests(arrays):
+    return [hashlib.sha256(np.ascontiguousarray(a, np.float32).tobytes()).hexdigest() + str(a.shape) for a in arrays]
+
+
+def _keras_file_weights(path):
+    """Every weight array stored in a .keras file, read without Keras (h5py on the zip's weights file)."""
+    import io
+    import zipfile
+
+    import h5py
+
+    arrays = []
+    with zipfile.ZipFile(path) as archive:
+        with h5py.File(io.BytesIO(archive.read("model.weights.h5")), "r") as weights:
+            weights.visititems(lambda name, item: arrays.append(item[()]) if isinstance(item, h5py.Dataset) else None)
+    return arrays
 
 
 def _picture(path, colour=(200, 40, 40)):

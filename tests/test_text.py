@@ -245,6 +245,18 @@ def test_minilm_matches_sentence_transformers(minilm):
     vector = minilm.encode(["a red fire lizard"])[0]
     np.testing.assert_allclose(np.linalg.norm(vector), 1.0, atol=1e-5)
     np.testing.assert_allclose(vector[:4], GOLDEN_LIZARD_FIRST4, atol=1e-5)
+    # and every dimension of several texts (short, long, padded in one batch) against the library itself
+    try:
+        from sentence_transformers import SentenceTransformer
+    except ImportError as exc:  # the golden values above still hold the line
+        pytest.skip(f"sentence-transformers is not importable here ({exc})")
+    from pokemon_diffusion.text.encoders import packaged_minilm_path
+
+    texts = ["a red fire lizard", "Pikachu", "a small blue Water-type Pokémon with a hard shell and a curled tail, "
+             "drawn in the style of the official artwork"]
+    reference = SentenceTransformer(str(packaged_minilm_path()), device="cpu").encode(
+        texts, normalize_embeddings=True, convert_to_numpy=True)
+    np.testing.assert_allclose(minilm.encode(texts), reference, atol=1e-5)
 
 
 # --- get_text_embedding, null embedding, matching a run's encoder ----------------------------

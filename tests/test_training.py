@@ -176,14 +176,29 @@ def test_mixed_precision_trains_in_low_precision_and_exports_float32(policy, mon
     assert {layer.dtype_policy.name for layer in exported.layers} == {"float32"}
 
 
-def test_strategies_by_name():
+def test_strategies_by_name(monkeypatch):
+    from types import SimpleNamespace
+
     from pokemon_diffusion.errors import ConfigError
     from pokemon_diffusion.training.distribute import make_strategy, precision_policy
 
-    assert make_strategy("auto") is tf.distribute.get_strategy()  # no GPU here: no distribution overhead
+    real = tf.config.list_logical_devices
+    gpus = real("GPU")  # whatever this machine has: the expectations follow it
+    if len(gpus) <= 1:
+        assert make_strategy("auto") is tf.distribute.get_strategy()  # one device: no distribution overhead
+    else:
+        assert isinstance(make_strategy("auto"), tf.distribute.MirroredStrategy)
+        assert make_strategy("auto").num_replicas_in_sync == len(gpus)
     one = make_strategy("one")
     assert isinstance(one, tf.distribute.OneDeviceStrategy) and make_strategy("one") is one  # one per process
-    assert precision_policy(False) == "float32" and precision_policy(True) == "mixed_bfloat16"
+    assert one.extended.worker_devices[0].upper().endswith("GPU:0" if gpus else "CPU:0")
+    # both kinds of machine, simulated: the policy and the auto strategy follow the devices
+    for fake, policy in (([], "mixed_bfloat16"), (["/device:GPU:0"], "mixed_float16")):
+        monkeypatch.setattr(tf.config, "list_logical_devices",
+                            lambda kind=None, fake=fake: [SimpleNamespace(name=n) for n in fake] if kind == "GPU"
+                            else real(kind))
+        assert precision_policy(False) == "float32" and precision_policy(True) == policy
+        assert make_strategy("auto") is tf.distribute.get_strategy()
     with pytest.raises(ConfigError, match="strategy: got 'tpu'; allowed: auto | one | mirrored | multiworker"):
         make_strategy("tpu")
 
@@ -209,10 +224,18 @@ def test_image_grid_and_tensorboard_image(tmp_path):
 
 
 @pytest.mark.slow
-def test_sample_grid_uses_the_samplers_on_the_ema_model(trainer):
-    pytest.importorskip("pokemon_diffusion.diffusion.samplers")
+def test_sample_grid_uses_the_samplers_on_the_ema_model(trainer, monkeypatch):
+    from pokemon_diffusion.diffusion import samplers  # the project's own module: a broken import fails here
     from pokemon_diffusion.training.loop import _SampleGrid
 
+    real, models = samplers.sample, []
+
+    def spy(model, *args, **kwargs):
+        models.append(model)
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(samplers, "sample", spy)
     grid = _SampleGrid(np.random.default_rng(0).standard_normal((3, 8)).astype(np.float32), seed=0)
     image = grid.images(trainer)
     assert image is not None and image.shape == (16, 64, 3) and image.dtype == np.uint8  # 3 images, 4 columns
+    assert len(models) == 1 and models[0] is trainer.ema_model and models[0] is not trainer.model

@@ -36,6 +36,7 @@ def test_real_pairs_are_never_an_image_with_itself_and_are_seeded():
     assert real_pair_distance(two, pairs=50, seed=3) == pytest.approx(1.0)  # only the one distinct pair
     many = np.random.default_rng(0).integers(0, 256, (20, 4, 4, 3)).astype(np.uint8)
     assert real_pair_distance(many, seed=1) == real_pair_distance(many, seed=1)
+    assert real_pair_distance(many, pairs=5, seed=1) != real_pair_distance(many, pairs=5, seed=2)  # the seed is used
     with pytest.raises(ValueError, match="2 or more"):
         real_pair_distance(many[:1])
 

@@ -54,25 +54,32 @@ def test_bad_options_are_refused():
 
 @pytest.mark.slow
 def test_train_step_multiplies_the_per_example_loss_by_the_weights():
-    """Same init, data and draws: γ above every SNR changes nothing; a small γ lowers the ε loss.
+    """Same init, data and draws: γ above every SNR changes nothing; a small γ multiplies the ε loss by
+    exactly the Min-SNR weight min(SNR_t, γ)/SNR_t of the t drawn.
 
-    ε-prediction, where the Min-SNR weight min(SNR, γ)/SNR is exactly 1 for γ above every SNR."""
+    One example and T = 2, so the step's loss is one example's loss times the weight of one of two
+    known t: the ratio must be one of the two weights (squared or inverted weights are not)."""
     import keras
     import tensorflow as tf
 
     from helpers_training import tiny_config
+    from pokemon_diffusion.diffusion.schedule import make_schedule
     from pokemon_diffusion.training.trainer import Trainer
 
     rng = np.random.default_rng(0)
-    images = rng.uniform(-1, 1, (4, 16, 16, 3)).astype(np.float32)
-    batch = (tf.constant(images), tf.constant(rng.standard_normal((4, 8)).astype(np.float32)),
-             tf.range(4, dtype=tf.int64))
+    images = rng.uniform(-1, 1, (1, 16, 16, 3)).astype(np.float32)
+    batch = (tf.constant(images), tf.constant(rng.standard_normal((1, 8)).astype(np.float32)),
+             tf.range(1, dtype=tf.int64))
     losses = {}
     for name, weighting, gamma in (("none", "none", 5.0), ("huge", "min_snr", 1e6), ("small", "min_snr", 0.5)):
         keras.utils.set_random_seed(0)
-        trainer = Trainer(tiny_config(prediction="epsilon", strategy="one", loss_weighting=weighting, min_snr_gamma=gamma,
-                                      warmup_steps=0), total_steps=10)
+        config = tiny_config(prediction="epsilon", timesteps=2, strategy="one", loss_weighting=weighting,
+                             min_snr_gamma=gamma, warmup_steps=0, batch_size=1)
+        trainer = Trainer(config, total_steps=10)
         trainer.distribute(tf.data.Dataset.from_tensors(batch))
         losses[name] = float(trainer.train_step(batch))
     assert losses["huge"] == pytest.approx(losses["none"], rel=1e-6)
-    assert losses["small"] < losses["none"]
+    abar = np.asarray(make_schedule(config.diffusion).alphas_cumprod, np.float64)
+    weights = np.minimum(abar / (1 - abar), 0.5) / (abar / (1 - abar))  # ~5e-5 at t = 0, ~0.0103 at t = 1
+    ratio = losses["small"] / losses["none"]
+    assert min(abs(ratio / w - 1) for w in weights) < 1e-4, (ratio, weights)

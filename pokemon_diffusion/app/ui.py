@@ -7,6 +7,7 @@ Requests run one at a time through Gradio's queue (sampling uses every core anyw
 
 from __future__ import annotations
 
+import html
 import logging
 import os
 from typing import Iterator, Optional
@@ -31,6 +32,13 @@ def _quiet_gradio() -> None:
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 
 
+def _shown(text: str) -> str:
+    """A message as text on the page: Gradio renders an error's message as HTML, and a bad field's
+    value is quoted in it (``<img ...>``, ``<a href>`` must show as typed, not become markup).
+    Only ``& < >`` are escaped: the toast is element content, and quotes stay readable to API clients."""
+    return html.escape(text, quote=False)
+
+
 def make_handler(session: AppSession):
     """The generator the Generate button runs: checked fields in, (x_t, x̂_0, status, grid, files) out."""
     import gradio as gr
@@ -39,7 +47,7 @@ def make_handler(session: AppSession):
         try:
             request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich)
         except PokemonDiffusionError as exc:
-            raise gr.Error(str(exc), title="Not generated", print_exception=False) from None
+            raise gr.Error(_shown(str(exc)), title="Not generated", print_exception=False) from None
         try:
             for update in session.stream(request):
                 if update.done:
@@ -49,10 +57,10 @@ def make_handler(session: AppSession):
                     # leave the previous result and its files as they are until this one is ready
                     yield update.x_t, update.x0, update.status(), gr.skip(), gr.skip()
         except PokemonDiffusionError as exc:
-            raise gr.Error(str(exc), title="Not generated", print_exception=False) from None
+            raise gr.Error(_shown(str(exc)), title="Not generated", print_exception=False) from None
         except Exception as exc:  # a bug: a short message on the page, the traceback in the log
             log.exception("generation failed")
-            raise gr.Error(f"generation failed: {type(exc).__name__}: {exc}", print_exception=False) from None
+            raise gr.Error(_shown(f"generation failed: {type(exc).__name__}: {exc}"), print_exception=False) from None
 
     return generate
 

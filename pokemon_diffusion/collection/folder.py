@@ -46,6 +46,13 @@ class FolderRecord:
     form: Optional[str] = None
     types: Tuple[str, ...] = ()
     caption: Optional[str] = None
+    root: Optional[Path] = None  # the folder read: the file must stay inside it
+
+    def read(self) -> bytes:
+        """The file's bytes: a regular file inside the folder (``imageio.read_file``), else ImageRejected."""
+        from ..imageio import read_file
+
+        return read_file(self.path, root=self.root, max_bytes=None)
 
 
 def name_from_file(stem: str) -> Tuple[Optional[int], str]:
@@ -102,18 +109,39 @@ def read_captions(path: os.PathLike | str) -> Dict[str, Dict[str, str]]:
 
 
 def _image_files(folder: Path, exclude: Iterable[Path]) -> List[Path]:
+    """Image files under ``folder``; a name that is not UTF-8, or a symbolic link leading out of the
+    folder, is skipped with one warning naming each (metadata is UTF-8 JSON, and a data folder
+    must not pull in files from elsewhere on the machine)."""
+    from ..imageio import inside
+
     excluded = [p.resolve() for p in exclude]
-    files = []
+    files: List[Path] = []
+    undecodable: List[str] = []
+    outside: List[str] = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
         if any(part.startswith(".") for part in relative.parts):
             continue
         if path.suffix.lower() not in IMAGE_SUFFIXES or not path.is_file():
             continue
+        try:
+            str(relative).encode("utf-8")
+        except UnicodeEncodeError:
+            undecodable.append(repr(os.fsencode(relative))[1:])
+            continue
+        if not inside(path, folder):
+            outside.append(f"{relative.as_posix()} -> {os.path.realpath(path)}")
+            continue
         resolved = path.resolve()
         if any(resolved == e or e in resolved.parents for e in excluded):
             continue  # e.g. the output folder lives inside the input folder
         files.append(path)
+    if undecodable:
+        log.warning("skipped %d file(s) whose names are not UTF-8: %s; rename them to collect them",
+                    len(undecodable), ", ".join(undecodable[:5]) + (" ..." if len(undecodable) > 5 else ""))
+    if outside:
+        log.warning("skipped %d symbolic link(s) leading out of %s: %s; copy the files into the folder instead",
+                    len(outside), folder, ", ".join(outside[:5]) + (" ..." if len(outside) > 5 else ""))
     return files
 
 
@@ -152,7 +180,7 @@ def folder_records(folder: os.PathLike | str, *, exclude: Iterable[os.PathLike |
         records.append(FolderRecord(
             path=path, relative=relative, name=row.get("name") or name, dex=dex,
             form=row.get("form") or None, types=_split_types(row.get("types", "")),
-            caption=row.get("caption") or None))
+            caption=row.get("caption") or None, root=folder))
     unused = sorted(set(captions) - used)
     if unused:
         log.warning("%s: %d row(s) name no image found in the folder: %s", CAPTIONS_FILE, len(unused),

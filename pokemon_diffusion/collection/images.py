@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..atomic import TMP_MARK, atomic_path
 from ..errors import DataError
+from ..imageio import ImageRejected, check_pixels
 
 log = logging.getLogger(__name__)
 
@@ -39,10 +40,6 @@ _RESERVED = frozenset({"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1,
                        *(f"lpt{i}" for i in range(1, 10))})
 _SYMBOLS = {"♀": " f", "♂": " m", "&": " and ", "+": " plus "}
 TMP_SUFFIX = TMP_MARK
-
-
-class ImageRejected(DataError):
-    """Bytes that are not an acceptable image (garbage, truncated, bomb, unsupported format)."""
 
 
 def decode_image(data: bytes, *, max_pixels: Optional[int] = None) -> Image.Image:
@@ -126,9 +123,12 @@ def prepare_image(data: bytes, *, max_pixels: Optional[int] = None, square: bool
     """Untrusted bytes -> RGB image on white (padded to a square when ``square``).
 
     Raises:
-        ImageRejected: see :func:`decode_image`.
+        ImageRejected: see :func:`decode_image`; also a picture whose square would exceed the pixel
+            limit (a 30000x1 strip is 30,000 pixels, but 900 million once padded).
     """
-    image = to_rgb(decode_image(data, max_pixels=max_pixels))
+    image = decode_image(data, max_pixels=max_pixels)
+    check_pixels(*image.size, aspect=1.0 if square else None, max_pixels=max_pixels)
+    image = to_rgb(image)
     return pad_to_square(image) if square else image
 
 

@@ -181,7 +181,7 @@ def folder_candidates(config: DataConfig, out_dir: Path) -> List[Candidate]:
     records = folder_records(config.path, exclude=[out_dir])
     return [Candidate(name=r.name, dex=r.dex, form=r.form, types=r.types, caption=r.caption,
                       source="folder", where=str(r.path),
-                      read=_limited_reader(r.path.read_bytes, r.path.stat().st_size, config.max_bytes))
+                      read=_limited_reader(r.read, r.path.stat().st_size, config.max_bytes))
             for r in records]
 
 

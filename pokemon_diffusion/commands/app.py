@@ -78,14 +78,27 @@ def run(args) -> int:
     session = load_session(args.run, args.model, args.text_encoder)
     # SIGTERM (a service manager, `kill`) stops the page as Ctrl+C does, files removed
     signal.signal(signal.SIGTERM, _stop)
+    try:
+        return _serve(session, args.host, args.port)
+    finally:
+        session.close()
+
+
+def _serve(session, host: str, port: int) -> int:
+    """Bind, then say where the page is (never before: a taken port gets one error line only), then wait."""
+    import time
+
     from ..app.ui import launch
 
     log.info("sampler compiled in %.1f s", session.warm_up())
-    log.info("serving %s on http://%s:%d (Ctrl+C to stop)", session.label, args.host, args.port)
     try:
-        launch(session, args.host, args.port, block=True)
+        blocks = launch(session, host, port, block=False)  # returns once the server listens
     except OSError as exc:  # the port is taken, or the host is not this machine's
-        raise ConfigError(f"--host {args.host} --port {args.port}: cannot serve there: {exc}") from None
+        raise ConfigError(f"--host {host} --port {port}: cannot serve there: {exc}") from None
+    try:
+        log.info("serving %s on http://%s:%d (Ctrl+C to stop)", session.label, host, port)
+        while getattr(blocks, "is_running", True):
+            time.sleep(0.2)  # Ctrl+C or SIGTERM (``_stop``) raises KeyboardInterrupt here
     finally:
-        session.close()
+        blocks.close()
     return 0

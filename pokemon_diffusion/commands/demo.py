@@ -47,7 +47,8 @@ def run(args) -> int:
                       use_pretrained=not args.no_pretrained, init=None if args.from_scratch else "reference")
     train, heldout = report["train"], report["heldout_loss"]
     val = " -> ".join(f"{v:.4f}" if v is not None else "-" for v in (heldout["before"], heldout["after"]))
-    start = f"from {train['init']}" if train.get("init") else "from scratch"
+    start = ("continuing the earlier demo run" if train.get("resumed")
+             else f"from {train['init']}" if train.get("init") else "from scratch")
     print(f"demo: trained {train['step']} steps {start} ({train['stopped']}), held-out loss {val}; "
           f"figures in {args.out}/")
     return 0

@@ -11,6 +11,7 @@ See docs/EVALUATION.md for what each figure is.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 from pathlib import Path
@@ -107,14 +108,22 @@ def add_parser(subparsers):
 
 
 def run(args) -> int:
-    from ..atomic import atomic_write_text
-    from ..evaluation.evaluate import evaluate, format_report
-
+    from ..locks import reader_lock
     from ..pretrained import pretrained_dir
 
     guidance = args.guidance if isinstance(args.guidance, list) else [args.guidance]
     # the shipped reference's folder is part of the installed package: write nothing into it
     shipped = Path(args.run).resolve() == pretrained_dir().resolve()
+    with contextlib.ExitStack() as stack:
+        if not shipped:  # a run being trained is a moving target: refused in one line (locks.reader_lock)
+            stack.enter_context(reader_lock(args.run, "evaluate"))
+        return _evaluate(args, guidance, shipped)
+
+
+def _evaluate(args, guidance, shipped: bool) -> int:
+    from ..atomic import atomic_write_text
+    from ..evaluation.evaluate import evaluate, format_report
+
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
                       steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],
                       colour_seeds=args.colour_seeds, variety_seeds=args.variety_seeds, batch_size=args.batch_size,

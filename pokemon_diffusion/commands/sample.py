@@ -124,6 +124,12 @@ def run(args) -> int:
     if len(prompts) * args.num > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x --num {args.num} = {len(prompts) * args.num} images; "
                           f"allowed: at most {MAX_IMAGES} per call")
+    # 0. every output writable now: a read-only or full folder fails here, not after the sampling
+    from ..atomic import check_writable
+
+    for path in (args.out, args.steps_figure, args.gif):
+        if path is not None:
+            check_writable(path)
     # 1. the run (EMA model, schedule) and the flags checked against it
     if args.run is None:
         from ..pretrained import load_pretrained
@@ -141,7 +147,7 @@ def run(args) -> int:
         from ..generate import edit
 
         size = loaded.config.model.image_size
-        image = read_image(args.init_image, (size, size))  # DataError: missing or undecodable
+        image = read_image(args.init_image, (size, size))  # DataError: missing, not a regular file (a FIFO), too large
         result, labels = edit(loaded, prompts, image, strength=0.6 if args.strength is None else args.strength,
                               num=args.num, config=config, text_encoder=args.text_encoder)
     else:

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError
+from ..imageio import read_image_file
 from ..logging_utils import progress
 from ..collection.metadata import EMBEDDINGS_INFO_FILE, METADATA_FILE, Entry, read_metadata
 
@@ -134,26 +135,26 @@ def _pad_to_aspect(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return cv2.copyMakeBorder(image, top, new_h - h - top, 0, 0, cv2.BORDER_CONSTANT, value=(255, 255, 255))
 
 
-def read_image(path: os.PathLike | str, shape: Tuple[int, int] = (32, 32)) -> np.ndarray:
+def read_image(path: os.PathLike | str, shape: Tuple[int, int] = (32, 32), *,
+               root: Optional[os.PathLike | str] = None) -> np.ndarray:
     """Read one image file as float32 RGB ``(H, W, 3)`` in [-1, 1].
 
     Args:
         path: an image file OpenCV can decode (PNG, JPEG, WebP, ...); transparency is composited on white.
         shape: ``(height, width)`` of the result; the image is padded with white to this aspect ratio,
             then resized with INTER_AREA when shrinking (no aliasing) or INTER_CUBIC when enlarging.
+        root: refuse a file whose real path is outside this folder (a symbolic link out of the dataset).
 
     Returns:
         ``np.ndarray`` float32 of shape ``(height, width, 3)``: ``pixel / 127.5 - 1``.
 
     Raises:
-        DataError: the file is missing or cannot be decoded.
+        DataError: the file is missing, not a regular file, outside ``root``, too large once padded
+            (``imageio.read_image_file``), or cannot be decoded.
     """
     height, width = _check_shape(shape)
-    try:
-        # np.fromfile + imdecode also handles non-ASCII paths on every platform
-        raw = np.fromfile(str(path), dtype=np.uint8)
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc.strerror or exc}") from None
+    # checked before decoding: regular file, inside root, pixel limit once padded to this shape
+    raw = np.frombuffer(read_image_file(path, root=root, aspect=width / height), dtype=np.uint8)
     image = cv2.imdecode(raw, cv2.IMREAD_UNCHANGED) if raw.size else None
     if image is None:
         raise DataError(f"cannot decode image {path} (not an image OpenCV can read)")
@@ -267,7 +268,8 @@ def load_examples(metadata_file: os.PathLike | str = METADATA_FILE, shape: Tuple
     def read(entry):
         try:
             vector = _read_embedding(root, entry, dim)
-            return read_image(root / entry.image_path, shape), vector, _read_caption_embeddings(root, entry, vector)
+            image = read_image(root / entry.image_path, shape, root=root)
+            return image, vector, _read_caption_embeddings(root, entry, vector)
         except DataError as exc:
             return exc
 

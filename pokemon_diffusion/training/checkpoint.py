@@ -15,22 +15,33 @@ architecture fails to restore with a :class:`CheckpointError`.
 a crash (even ``kill -9``) mid-save leaves the previous checkpoint as the latest. A checkpoint
 damaged afterwards (a full disk, a file cut short by a copy) is skipped on restore with a warning,
 and the newest readable one is used.
+
+One path rule: the folder is made absolute once (:func:`checkpoint_paths`), and every checkpoint
+is that folder joined with its name (``ckpt-N``), whatever the index file holds and wherever the
+process was started. When the index file (``checkpoints/checkpoint``) is missing or unreadable
+but ``ckpt-N`` files are there, they are found by listing the folder, with one warning. ``train
+--resume`` and ``train --init`` both read through :func:`newest_readable_checkpoint`.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
+import shutil
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, List, Optional, Tuple
 
 import tensorflow as tf
 
-from ..errors import CheckpointError
+from ..atomic import atomic_write_text
+from ..errors import CheckpointError, WriteError, write_failed
 
 logger = logging.getLogger(__name__)
 
 CHECKPOINT_PREFIX = "ckpt"
+INDEX_FILE = "checkpoint"  # CheckpointManager's index of the checkpoints, newest last
+_NUMBERED = re.compile(rf"^{CHECKPOINT_PREFIX}-(\d+)\.index$")
 
 
 class TrainingCheckpoint:
@@ -51,7 +62,8 @@ class TrainingCheckpoint:
     def __init__(self, directory: os.PathLike | str, *, model: Any, ema_model: Any, optimizer: Any,
                  step: tf.Variable, generator: tf.random.Generator, elapsed: tf.Variable,
                  examples_seen: tf.Variable, max_to_keep: int = 3) -> None:
-        self.directory = Path(directory)
+        self.shown = Path(directory)  # as the user gave it, for messages
+        self.directory = Path(os.path.abspath(directory))  # one path rule: absolute, once
         self.step = step
         # plain lists are wrapped into trackable lists; order = model.variables order
         state = dict(step=step, elapsed=elapsed, generator=generator,
@@ -62,6 +74,7 @@ class TrainingCheckpoint:
         self._legacy_checkpoint = tf.train.Checkpoint(**state)
         self.restored_examples_seen = False
         self._restored: Optional[str] = None  # the checkpoint restore_latest read (newer ones may be damaged)
+        _repair_index(self.directory)  # before the manager reads it: it would fail, or forget the checkpoints
         self.manager = tf.train.CheckpointManager(self.checkpoint, str(self.directory), max_to_keep=max_to_keep,
                                                   step_counter=step, checkpoint_name=CHECKPOINT_PREFIX)
 
@@ -72,7 +85,12 @@ class TrainingCheckpoint:
 
     def save(self) -> str:
         """Write a checkpoint numbered by the current step; returns its path prefix."""
-        path = self.manager.save(checkpoint_number=int(self.step.numpy()))
+        number = int(self.step.numpy())
+        try:
+            path = self.manager.save(checkpoint_number=number)
+        except (OSError, tf.errors.OpError) as exc:
+            _remove_temp(self.directory, number)
+            raise _save_failed(self.shown / f"{CHECKPOINT_PREFIX}-{number}", exc) from None
         self._restored = None
         logger.debug("saved checkpoint %s", path)
         return path
@@ -96,26 +114,9 @@ class TrainingCheckpoint:
             CheckpointError: every checkpoint is damaged, or the readable one does not match this
                 model/optimizer.
         """
-        directory = Path(directory) if directory is not None else self.directory
-        state = tf.train.get_checkpoint_state(str(directory))
-        if state is None or not state.all_model_checkpoint_paths:
+        path = newest_readable_checkpoint(directory if directory is not None else self.shown)
+        if path is None:
             return None
-        # in save order, so newest first once reversed; relative paths are relative to the folder
-        candidates = [str(directory / p) if not os.path.isabs(p) else p
-                      for p in reversed(state.all_model_checkpoint_paths)]
-        damaged = []
-        for path in candidates:
-            reason = checkpoint_damage(path)
-            if reason is None:
-                break
-            damaged.append(f"{path} ({reason})")
-        else:
-            raise CheckpointError(f"no readable checkpoint in {directory}: {', '.join(damaged)} "
-                                  f"{'is' if len(damaged) == 1 else 'are'} damaged; train into a new --out, or move "
-                                  f"{directory} away to start this run again from step 0")
-        if damaged:
-            logger.warning("skipping damaged checkpoint%s %s; resuming from %s", "s" if len(damaged) > 1 else "",
-                           ", ".join(damaged), Path(path).name)
         self._restore(path)
         self._restored = path
         step = int(self.step.numpy())
@@ -149,12 +150,130 @@ def checkpoint_damage(path: str) -> Optional[str]:
     return None
 
 
+def checkpoint_paths(directory: os.PathLike | str) -> List[str]:
+    """Path prefixes of the checkpoints in ``directory``, oldest first; [] when there is none.
+
+    The folder is made absolute here and each checkpoint is that folder joined with its file name,
+    so a relative ``--out`` and the index's own relative (or moved absolute) paths give the same
+    files. The index file gives the list; when it is missing or unreadable, the ``ckpt-N.index``
+    files on disk do (by step), with one warning when the index exists but cannot be read.
+    """
+    folder = os.path.abspath(directory)
+    listed = _listed(folder)
+    try:
+        state = tf.train.get_checkpoint_state(folder)
+        reason = None if state is not None else "empty or not a checkpoint index"
+    except (UnicodeDecodeError, ValueError, OSError, tf.errors.OpError) as exc:
+        state, reason = None, str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    if state is not None and state.all_model_checkpoint_paths:
+        return [os.path.join(folder, os.path.basename(p)) for p in state.all_model_checkpoint_paths]
+    if listed and os.path.exists(os.path.join(folder, INDEX_FILE)):
+        logger.warning("%s is unreadable (%s); found %s by listing the folder",
+                       os.path.join(str(directory), INDEX_FILE), reason, ", ".join(os.path.basename(p) for p in listed))
+    return listed
+
+
+def newest_readable_checkpoint(directory: os.PathLike | str, *, advice: Optional[str] = None) -> Optional[str]:
+    """The newest checkpoint of ``directory`` whose every tensor reads, or None when there is none.
+
+    Damaged newer ones are skipped with one warning naming each (their files stay where they are).
+    ``advice`` ends the error when every one is damaged (default: for ``--resume``).
+
+    Raises:
+        CheckpointError: every checkpoint is damaged.
+    """
+    damaged = []
+    for path in reversed(checkpoint_paths(directory)):
+        reason = checkpoint_damage(path)
+        if reason is None:
+            break
+        damaged.append(f"{_shown(directory, path)} ({reason})")
+    else:
+        if not damaged:
+            return None
+        advice = advice or (f"train into a new --out, or move {directory} away to start this run again from "
+                            "step 0")
+        raise CheckpointError(f"no readable checkpoint in {directory}: {', '.join(damaged)} "
+                              f"{'is' if len(damaged) == 1 else 'are'} damaged; {advice}")
+    if damaged:
+        logger.warning("skipping damaged checkpoint%s %s; %s from %s", "s" if len(damaged) > 1 else "",
+                       ", ".join(damaged), "resuming" if advice is None else "reading", Path(path).name)
+    return path
+
+
 def latest_checkpoint_step(directory: os.PathLike | str) -> Optional[int]:
     """The step of the newest checkpoint in ``directory`` without building anything, or None."""
-    path = tf.train.latest_checkpoint(str(directory))
-    if path is None:
-        return None
+    paths = checkpoint_paths(directory)
+    return _number(os.path.basename(paths[-1])) if paths else None
+
+
+def _shown(directory: os.PathLike | str, path: str) -> str:
+    """``path`` under the folder as the user named it (relative stays relative in messages)."""
+    return os.path.join(str(directory), os.path.basename(path))
+
+
+def _number(name: str) -> Optional[int]:
     try:
-        return int(path.rsplit("-", 1)[1])
+        return int(name.rsplit("-", 1)[1])
     except (IndexError, ValueError):
         return None
+
+
+def _listed(folder: str) -> List[str]:
+    """``FOLDER/ckpt-N`` for each ``ckpt-N.index`` in ``folder``, by N (oldest first)."""
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return []
+    numbered: List[Tuple[int, str]] = [(int(m.group(1)), m.group(0)[:-len(".index")])
+                                       for m in map(_NUMBERED.match, names) if m]
+    return [os.path.join(folder, name) for _, name in sorted(numbered)]
+
+
+def _repair_index(folder: Path) -> None:
+    """Rewrite an unreadable index from the ``ckpt-N`` files on disk (relative names, as the manager does)."""
+    index = folder / INDEX_FILE
+    if not index.exists():
+        return
+    try:
+        if tf.train.get_checkpoint_state(str(folder)) is not None:
+            return
+    except (UnicodeDecodeError, ValueError, OSError, tf.errors.OpError):
+        pass
+    paths = checkpoint_paths(folder)  # warns
+    names = [os.path.basename(p) for p in paths]
+    # the text format the manager reads; with timestamps, or it would keep the listed ones forever
+    stamps = [os.path.getmtime(p + ".index") for p in paths]
+    text = "".join([f'model_checkpoint_path: "{names[-1]}"\n'] if names else []) + \
+        "".join(f'all_model_checkpoint_paths: "{name}"\n' for name in names) + \
+        "".join(f"all_model_checkpoint_timestamps: {stamp!r}\n" for stamp in stamps) + \
+        (f"last_preserved_timestamp: {min(stamps) - 1.0!r}\n" if stamps else "")
+    try:
+        if names:
+            atomic_write_text(index, text)
+        else:
+            index.unlink()
+    except OSError as exc:
+        raise _save_failed(index, exc) from None
+
+
+def _remove_temp(folder: Path, number: int) -> None:
+    """Remove what a failed save left: ``ckpt-N_temp*``, the shards written before the final rename."""
+    for path in folder.glob(f"{CHECKPOINT_PREFIX}-{number}_temp*"):
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
+def _save_failed(path: Path, exc: BaseException) -> Exception:
+    """The one-line error for a failed checkpoint write (TensorFlow's errors carry no errno)."""
+    error = write_failed(path, exc)
+    if error is not None:
+        return error
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    lowered = text.lower()
+    for code, words in ((28, "no space left"), (30, "read-only file system"), (13, "permission denied")):
+        if words in lowered:
+            return write_failed(path, OSError(code, text))  # type: ignore[return-value]
+    return WriteError(f"cannot write {path}: {text}")

@@ -119,13 +119,11 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
     """
     if folder is None:
         return None
-    import tensorflow as tf
-
     saved = init_config(folder).model
     if _model_fields(saved) != _model_fields(trainer.config.model):  # grown (check_init allowed only added attention)
         return _load_grown(trainer, folder, saved)
 
-    checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
+    checkpoint = _newest_checkpoint(folder)
     if checkpoint:
         _restore_weights(checkpoint, trainer.model, trainer.ema_model, "this model")
         logger.info("--init: model and EMA weights from %s", checkpoint)
@@ -145,11 +143,9 @@ def load_init_weights(trainer: Any, folder: Optional[Path]) -> Optional[str]:
 
 def _source_models(folder: Path, saved: Any) -> Tuple[Any, Any, str]:
     """The source's raw and EMA models, built from its own config: (raw, ema, what was read)."""
-    import tensorflow as tf
-
     from ..model.unet import build_unet
 
-    checkpoint = tf.train.latest_checkpoint(str(folder / CHECKPOINT_DIR))
+    checkpoint = _newest_checkpoint(folder)
     if not checkpoint:
         from ..run_dir import load_run
 
@@ -158,6 +154,21 @@ def _source_models(folder: Path, saved: Any) -> Tuple[Any, Any, str]:
     raw, ema = build_unet(saved), build_unet(saved)
     _restore_weights(checkpoint, raw, ema, "the source's model")
     return raw, ema, checkpoint
+
+
+def _newest_checkpoint(folder: Path) -> Optional[str]:
+    """The source's newest readable checkpoint, through the same damaged-skip path as ``--resume``.
+
+    Raises:
+        CheckpointError: it has checkpoints and every one is damaged.
+    """
+    from .checkpoint import newest_readable_checkpoint
+
+    try:
+        return newest_readable_checkpoint(folder / CHECKPOINT_DIR, advice="allowed: --init from a run with a "
+                                          "readable checkpoint, or from reference")
+    except CheckpointError as exc:
+        raise CheckpointError(f"--init: {exc}") from None
 
 
 def _restore_weights(checkpoint: str, model: Any, ema_model: Any, what: str) -> None:

@@ -18,24 +18,33 @@ import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-from ..atomic import atomic_write_text
+from ..atomic import atomic_write_text, writing
 
 logger = logging.getLogger(__name__)
 
 
 def read_metrics(path: os.PathLike | str) -> List[Dict[str, Any]]:
-    """All records of a ``metrics.jsonl`` file (unreadable lines, e.g. a torn last line, are skipped)."""
+    """All records of a ``metrics.jsonl`` file.
+
+    Unreadable lines (a torn last line, bytes that are not UTF-8, not a JSON record) are skipped;
+    when any other than a torn last line is, one warning says how many.
+    """
     path = Path(path)
     if not path.is_file():
         return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    records, bad = [], 0
+    lines = path.read_bytes().splitlines()
+    for number, line in enumerate(lines, start=1):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
+            record = json.loads(line)  # bytes: UTF-8 decoded here; bad bytes are a ValueError too
+        except ValueError:
+            if number < len(lines) and line.strip():  # a torn last line is what a kill leaves: no warning
+                bad += 1
             continue
         if isinstance(record, dict) and isinstance(record.get("step"), int):
             records.append(record)
+    if bad:
+        logger.warning("%s: skipped %d unreadable line(s) (not UTF-8 JSON records)", path, bad)
     return records
 
 
@@ -95,7 +104,7 @@ class MetricsWriter:
         if not self.enabled:
             return
         record = {k: _clean(v) for k, v in record.items()}
-        with open(self.path, "a", encoding="utf-8") as fh:
+        with writing(self.path), open(self.path, "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record) + "\n")
             fh.flush()
         if self._tensorboard() is not None:
