@@ -4,7 +4,8 @@ import numpy as np
 
 from pokemon_diffusion.collection.metadata import Entry
 from pokemon_diffusion.evaluation.evaluate import EvalData
-from pokemon_diffusion.evaluation.prompt_forms import choose_pokemon, form_prompts, format_prompt_forms, \
+from pokemon_diffusion.evaluation.report import format_prompt_forms
+from pokemon_diffusion.evaluation.prompt_forms import choose_pokemon, form_prompts, \
     prompt_form_report
 from pokemon_diffusion.prompts import NameTable
 

@@ -95,14 +95,15 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
 
     Args:
         loaded: the run (``load_run``); its name table enriches unless ``table`` is given.
-        data: ``evaluate.EvalData`` of the run's dataset at its image size.
+        data: the run's dataset at its image size: ``entries`` and float ``images`` in [-1, 1]
+            (``evaluate.EvalData``).
         train_idx, val_idx: the run's split of ``data``.
         encode: texts -> (N, dim) embeddings with the run's encoder.
         generate: ``(embeddings, seed=...) -> images in [-1, 1]``, one per row (the sampler settings bound).
         num_pokemon: Pokémon per split; seeds: images per prompt (2 or more, for variety).
     """
     from . import features as feats
-    from .evaluate import conditioning_accuracy
+    from .conditioning import nearest_neighbour_accuracy, nearest_neighbours
     from .variety import variety_report
 
     if seeds < 2:
@@ -110,6 +111,9 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
     table = table if table is not None else loaded.name_table
     real_uint8 = feats.to_uint8(data.images)
     real_colours = [main_colours(image)[0] for image in real_uint8]
+    real_features = feats.pixel_features(data.images)
+    names = np.asarray([e.name for e in data.entries], dtype=object)
+    types = [list(e.types) for e in data.entries]
     chosen = choose_pokemon(data.entries, train_idx, val_idx, num_pokemon, seed)
     # every (split, form, enriched) variant's texts; identical texts are sampled once
     variants: Dict[tuple, List[str]] = {}
@@ -123,7 +127,7 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
     texts = list(dict.fromkeys(t for group in variants.values() for t in group))
     log.info("prompt forms: %d distinct prompts x %d seeds", len(texts), seeds)
     images = feats.to_uint8(generate(np.repeat(encode(texts), seeds, axis=0), seed=seed))
-    float_images = images.astype(np.float32) / 127.5 - 1.0
+    features = feats.pixel_features(images.astype(np.float32) / 127.5 - 1.0)
     row = {t: i for i, t in enumerate(texts)}
     out: Dict[str, Any] = {"forms": list(FORMS), "seeds": seeds, "k": k, "enrichment": table is not None,
                            "pokemon": {s: [data.entries[i].name for i in idx] for s, idx in chosen.items()},
@@ -135,46 +139,29 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
         rows = np.concatenate([np.arange(row[t] * seeds, (row[t] + 1) * seeds) for t in group])
         prompted = np.repeat(index, seeds)
         hits, chance = colour_hits(images[rows], [real_colours[i] for i in prompted], real_colours)
-        identity = conditioning_accuracy(float_images[rows], data, prompted, k=k)
-        top1 = np.asarray([r["nearest"][0] == r["name"] for r in identity["samples"]], np.float64)
-        topk = np.asarray([r["name"] in r["nearest"] for r in identity["samples"]], np.float64)
+        # nearest real images in the pixel feature space, as evaluate's conditioning figures
+        near = names[nearest_neighbours(features[rows], real_features, k)]
+        top1 = (near[:, 0] == names[prompted]).astype(np.float64)
+        topk = np.any(near == names[prompted][:, None], axis=1).astype(np.float64)
+        identity_chance = nearest_neighbour_accuracy(features[rows], real_features, prompted, types,
+                                                     real_labels=list(names), k=k)["chance"]
         variety = variety_report(images[rows], seeds, real_uint8, seed=seed)
         out["results"].append({
             "split": split, "form": form, "enriched": enriched, "example": group[0], "num_samples": int(rows.size),
             "colour": _pooled(hits.astype(np.float64), prompted), "colour_chance": chance,
             "top1": _pooled(top1, prompted), "top_k": _pooled(topk, prompted),
-            "identity_chance": identity["chance"], "variety_ratio": variety["ratio"]})
+            "identity_chance": identity_chance, "variety_ratio": variety["ratio"]})
     return out
-
-
-def _num(value: Optional[float]) -> str:
-    """Two decimals; ``n/a`` for None or NaN (a standard error of one Pokémon)."""
-    return "n/a" if value is None or value != value else f"{value:.2f}"
-
-
-def format_prompt_forms(report: Dict[str, Any]) -> str:
-    """A table: one line per split, form and enrichment."""
-    lines = [f"prompt forms ({report['seeds']} seeds per prompt; ± = standard error over Pokémon)",
-             f"{'split':8} {'form':12} {'enriched':8} {'colour':>13} {'top-1':>13} {'top-' + str(report['k']):>13} "
-             f"{'variety':>7}  example"]
-    for r in report["results"]:
-        fig = lambda f: f"{_num(r[f]['mean'])} ± {_num(r[f]['se'])}"  # noqa: E731
-        lines.append(f"{r['split']:8} {r['form']:12} {'yes' if r['enriched'] else 'no':8} {fig('colour'):>13} "
-                     f"{fig('top1'):>13} {fig('top_k'):>13} {_num(r['variety_ratio']):>7}  {r['example']}")
-    if report["results"]:
-        r = report["results"][0]
-        lines.append(f"chance: colour {r['colour_chance']:.2f}, top-1 {r['identity_chance']['top1']:.3f}, "
-                     f"top-{report['k']} {r['identity_chance']['top_k']:.3f}")
-    return "\n".join(lines)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pokemon_diffusion.evaluation.prompt_forms RUN --data DIR [--out REPORT.json]``."""
-    from ..data.dataset import split_by_pokemon
+    from types import SimpleNamespace
+
+    from ..data.dataset import load_examples, split_by_pokemon
     from ..generate import encode_prompts
     from ..pretrained import load_pretrained
-    from ..run_dir import load_run
-    from .evaluate import check_dataset_encoder, load_eval_data
+    from ..run_dir import load_run, read_encoder_info
     from .samples import generate_from_embeddings
 
     parser = argparse.ArgumentParser(prog="python -m pokemon_diffusion.evaluation.prompt_forms",
@@ -190,8 +177,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_pretrained() if args.run == "reference" else load_run(args.run)
-    check_dataset_encoder(args.data, loaded.encoder)
-    data = load_eval_data(args.data, loaded.config.model.image_size)
+    info = read_encoder_info(f"{args.data}/embeddings.json")
+    loaded.encoder.check(info.name, info.dim, what=f"the dataset's embeddings ({args.data}/embeddings.json)")
+    size = loaded.config.model.image_size
+    examples = load_examples(args.data, (size, size))
+    data = SimpleNamespace(entries=examples.entries, images=examples.images)
     train_idx, val_idx = split_by_pokemon(data.entries, loaded.config.train.val_fraction, loaded.config.train.seed)
     report = prompt_form_report(
         loaded, data, train_idx, val_idx, encode=lambda texts: encode_prompts(loaded, texts),
@@ -199,6 +189,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                                             guidance_scale=args.guidance, seed=seed),
         num_pokemon=args.pokemon, seeds=args.seeds, seed=args.seed)
     report.update(run=args.run, data=args.data, steps=args.steps, guidance=args.guidance)
+    from .report import format_prompt_forms
+
     print(format_prompt_forms(report))
     if args.out:
         from ..atomic import atomic_write_text

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 
@@ -62,8 +62,6 @@ def format_report(report: Dict[str, Any]) -> str:
     text = "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
     forms = report.get("prompt_forms") or {}
     if forms.get("results"):
-        from .prompt_forms import format_prompt_forms
-
         text += "\n" + format_prompt_forms(forms)
     return text
 
@@ -140,3 +138,24 @@ def _sweep_text(point: Dict[str, Any], num) -> str:
     if colour:
         text += f", colour {num(colour['accuracy'], '{:.3f}')} (chance {num(colour['chance_shuffled'], '{:.3f}')})"
     return text
+
+
+def _num(value: Optional[float]) -> str:
+    """Two decimals; ``n/a`` for None or NaN (a standard error of one Pokémon)."""
+    return "n/a" if value is None or value != value else f"{value:.2f}"
+
+
+def format_prompt_forms(report: Dict[str, Any]) -> str:
+    """A table: one line per split, form and enrichment."""
+    lines = [f"prompt forms ({report['seeds']} seeds per prompt; ± = standard error over Pokémon)",
+             f"{'split':8} {'form':12} {'enriched':8} {'colour':>13} {'top-1':>13} {'top-' + str(report['k']):>13} "
+             f"{'variety':>7}  example"]
+    for r in report["results"]:
+        fig = lambda f: f"{_num(r[f]['mean'])} ± {_num(r[f]['se'])}"  # noqa: E731
+        lines.append(f"{r['split']:8} {r['form']:12} {'yes' if r['enriched'] else 'no':8} {fig('colour'):>13} "
+                     f"{fig('top1'):>13} {fig('top_k'):>13} {_num(r['variety_ratio']):>7}  {r['example']}")
+    if report["results"]:
+        r = report["results"][0]
+        lines.append(f"chance: colour {r['colour_chance']:.2f}, top-1 {r['identity_chance']['top1']:.3f}, "
+                     f"top-{report['k']} {r['identity_chance']['top_k']:.3f}")
+    return "\n".join(lines)
