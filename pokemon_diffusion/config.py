@@ -34,6 +34,8 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SAMPLERS = ("ddim", "ddpm")
 LR_SCHEDULES = ("cosine", "constant")
 LOSS_WEIGHTINGS = ("none", "min_snr")
+MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
+EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
                      "plain": "{name}, {a} {types} Pokémon"}
@@ -322,7 +324,7 @@ class TrainConfig(BaseConfig):
         self._check("ema_decay", 0.0 <= self.ema_decay < 1.0, "0 <= ema_decay < 1")
         self._check("cond_drop", 0.0 <= self.cond_drop < 1.0, "0 <= cond_drop < 1")
         self._check("val_fraction", 0.0 <= self.val_fraction < 1.0, "0 <= val_fraction < 1")
-        self._range("seed", 0, 2**31 - 1)
+        self._range("seed", 0, MAX_SEED)
         self._choice("strategy", STRATEGIES)
         self._range("checkpoint_every", 1, 10_000_000)
         self._range("max_checkpoints", 1, 1000)
@@ -354,7 +356,7 @@ class SampleConfig(BaseConfig):
         self._range("guidance_scale", 0.0, 50.0)
         self._range("eta", 0.0, 1.0)
         self._range("num_intermediates", 2, 1000)
-        self._range("seed", 0, 2**31 - 1, optional=True)
+        self._range("seed", 0, MAX_SEED, optional=True)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
@@ -106,6 +107,21 @@ def clip_by_global_norm(grads: Sequence[Any], clip_norm: float) -> Tuple[List[An
     norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
     scale = clip_norm / ops.maximum(norm, clip_norm)
     return [g * ops.cast(scale, g.dtype) for g in grads], norm
+
+
+@contextlib.contextmanager
+def dtype_policy(name: Optional[str]) -> Iterator[None]:
+    """Build models under the Keras dtype policy ``name``, then restore the previous global policy.
+
+    Keras reads the policy when a layer is created, so only model construction needs to be inside.
+    """
+    previous: Any = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int, model: Any, loss_scaling: bool = False):
