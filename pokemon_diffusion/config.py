@@ -307,7 +307,7 @@ class TrainConfig(BaseConfig):
     eval_timesteps: int = 8  # points of the fixed t grid of the held-out loss
     sample_every: int = 1000  # steps between TensorBoard sample grids (0 = never)
     remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
-    loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (diffusion/weighting.py)
+    loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (NoiseSchedule.loss_weights)
     min_snr_gamma: float = 5.0
 
     def validate(self) -> None:

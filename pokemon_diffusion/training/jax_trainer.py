@@ -2,8 +2,9 @@
 
 Needs ``KERAS_BACKEND=jax`` (Keras fixes its backend per process; ``train --backend jax`` re-runs
 itself with it) and never imports TensorFlow: this is the path for machines that have JAX and no
-TensorFlow. The maths (q_sample, targets, loss, null condition, EMA, clipping, AdamW with the
-warm-up + cosine schedule) is :mod:`.objective`, shared with the TensorFlow :class:`~.trainer.Trainer`;
+TensorFlow. The maths (the schedule's q_sample, targets and loss weights; the loss, null condition,
+EMA, clipping, AdamW with the warm-up + cosine schedule) is ``diffusion/schedule.py`` and
+:mod:`.objective`, shared with the TensorFlow :class:`~.trainer.Trainer`;
 what is JAX's lives here: the state (plain arrays), the gradients, the compilation, and the
 spreading of a batch over devices (``keras.distribution.DataParallel``).
 
@@ -27,12 +28,12 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import CheckpointError, ConfigError
-from ..diffusion.weighting import loss_weights
+from ..diffusion.schedule import make_schedule
 from ..run_dir import save_model_atomic
 from .jax_checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
 from .run_loop import Restored
-from .objective import (alphas_cumprod_table, dtype_policy, clip_by_global_norm, ema_decay, ema_update, held_out_loss,
-                        heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target)
+from .objective import (clip_by_global_norm, dtype_policy, ema_decay, ema_update, held_out_loss, heldout_error,
+                        make_optimizer, null_condition, per_example_loss)
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +85,9 @@ class JaxTrainer:
                               f"of devices ({len(self.devices)}), so each gets the same share")
         self.distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
         self.policy = "mixed_bfloat16" if tc.mixed_precision else "float32"
-        self.alphas_cumprod = alphas_cumprod_table(config.diffusion)
-        self.prediction = config.diffusion.prediction
+        self.schedule = make_schedule(config.diffusion)
         # per-timestep loss weights: 1, or Min-SNR-γ (Hang et al. 2023), as in the TensorFlow step
-        self.loss_weights = loss_weights(self.alphas_cumprod, self.prediction, config.train.loss_weighting,
-                                         config.train.min_snr_gamma)
+        self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)
         size, channels = config.model.image_size, config.model.channels
         self.image_shape = (size, size, channels)
         with self._scope():
@@ -122,7 +121,7 @@ class JaxTrainer:
 
     def _draws(self, key: Any, index: Any) -> Tuple[Any, Any, Any]:
         """Per-example (t, ε, drop) keyed by (step key, stream position)."""
-        timesteps, cond_drop = len(self.alphas_cumprod), self.config.train.cond_drop
+        timesteps, cond_drop = self.schedule.timesteps, self.config.train.cond_drop
 
         def one(position):
             k_t, k_noise, k_drop = jax.random.split(jax.random.fold_in(key, position), 3)
@@ -141,8 +140,8 @@ class JaxTrainer:
         # 2. classifier-free guidance training: some captions become the null condition
         text = null_condition(text, drop)
         # 3. x_t (DDPM eq. 4) and the target (ε, or v)
-        x_t = q_sample(self.alphas_cumprod, images, t, noise)
-        target = training_target(self.alphas_cumprod, self.prediction, images, t, noise)
+        x_t = self.schedule.q_sample(images, t, noise)
+        target = self.schedule.target(images, t, noise)
 
         # 4. the simple loss (DDPM eq. 14), a mean over the global batch, and its gradient
         def loss_fn(trainable):
@@ -193,7 +192,7 @@ class JaxTrainer:
         def model_fn(x_t):
             return self.model.stateless_call(trainable, non_trainable, [x_t, t, text], training=False)[0]
 
-        return heldout_error(self.alphas_cumprod, self.prediction, x0, t, noise, model_fn)
+        return heldout_error(self.schedule, x0, t, noise, model_fn)
 
     def held_out_loss(self, images: np.ndarray, embeddings: np.ndarray, *, which: str = "ema",
                       timesteps: int = 8, seed: int = 0, batch_size: int = 64) -> Tuple[float, Dict[int, float]]:
@@ -201,7 +200,7 @@ class JaxTrainer:
         prefix = "ema_" if which == "ema" else ""
         trainable, non_trainable = self.state[prefix + "trainable"], self.state[prefix + "non_trainable"]
         return held_out_loss(lambda x0, t, text, noise: self._evaluate(trainable, non_trainable, x0, t, text, noise),
-                             images, embeddings, timesteps=len(self.alphas_cumprod), points=timesteps, seed=seed,
+                             images, embeddings, timesteps=self.schedule.timesteps, points=timesteps, seed=seed,
                              batch_size=batch_size)
 
     def current_lr(self) -> float:

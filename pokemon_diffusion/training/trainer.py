@@ -27,14 +27,13 @@ import tensorflow as tf
 
 from ..config import RunConfig
 from ..diffusion.schedule import make_schedule
-from ..diffusion.weighting import loss_weights
 from ..errors import ConfigError
 from ..run_dir import save_model_atomic
 from .distribute import make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
 from .checkpoint import TrainingCheckpoint
 from .run_loop import Restored
-from .objective import dtype_policy, held_out_loss, heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target
+from .objective import dtype_policy, held_out_loss, heldout_error, make_optimizer, null_condition, per_example_loss
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +79,7 @@ def held_out_error_fn(model: Any, config: RunConfig):
     spec = [image, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, dim], tf.float32), image]
 
     def evaluate(x0, t, text, noise):
-        return heldout_error(schedule.alphas_cumprod, schedule.prediction, x0, t, noise,
-                             lambda x_t: model([x_t, t, text], training=False))
+        return heldout_error(schedule, x0, t, noise, lambda x_t: model([x_t, t, text], training=False))
 
     return tf.function(evaluate, input_signature=spec, autograph=False)
 
@@ -116,8 +114,7 @@ class Trainer:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
                               f"replicas ({self.replicas}), since each replica needs examples")
         self.schedule = make_schedule(config.diffusion)
-        self.loss_weights = loss_weights(self.schedule.alphas_cumprod, config.diffusion.prediction,
-                                         tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
+        self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
         size, channels = config.model.image_size, config.model.channels
@@ -179,8 +176,8 @@ class Trainer:
         # 2. classifier-free guidance training: some captions become the null condition
         text = null_condition(text, drop)
         # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
-        x_t = q_sample(self.schedule.alphas_cumprod, images, t, noise)
-        target = training_target(self.schedule.alphas_cumprod, self.schedule.prediction, images, t, noise)
+        x_t = self.schedule.q_sample(images, t, noise)
+        target = self.schedule.target(images, t, noise)
         # the loss is a mean over the GLOBAL batch (summed across replicas), whatever the split
         global_batch = tf.cast(tf.shape(images)[0], tf.float32)
         if self.replicas > 1:
