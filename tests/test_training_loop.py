@@ -64,8 +64,9 @@ def test_cli_trains_until_the_time_limit_and_writes_the_run_folder(data_dir, tmp
 
 @pytest.mark.parametrize("argv, message", [
     (["--steps", "5", "--epochs", "2"], "not allowed with argument"),
-    (["--image-size", "20"], "ModelConfig.image_size: got 20"),
-    (["--lr", "2"], "--lr: got '2'"),
+    (["--image-size", "20"], "--image-size: got 20; allowed: a multiple of 8"),
+    (["--lr", "2"], "--lr: got 2.0; allowed: 0 < learning_rate <= 1 (TrainConfig.learning_rate)"),
+    (["--lr", "x"], "--lr: got 'x'; allowed: a number"),
     (["--config", "{\"train\": {\"warmup\": 1}}"], "unknown field(s) warmup"),
 ])
 def test_cli_rejects_bad_options_in_one_line(argv, message, tmp_path, capsys):

@@ -100,7 +100,8 @@ def add_parser(subparsers):
 
 def run(args) -> int:
     from ..atomic import atomic_write_text
-    from ..evaluation.evaluate import evaluate, format_report
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import format_report
 
     from ..pretrained import pretrained_dir
 

@@ -45,8 +45,8 @@ from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
 from .variety import variety_report
 from .prompt_following import colour_following
-from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
-from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
+from .report import jsonable
+from .samples import colour_embeddings, generate_from_embeddings
 
 log = logging.getLogger(__name__)
 
