@@ -37,8 +37,8 @@ _LAZY = {
     "iter_sample": ".diffusion.streaming", "StreamFrame": ".diffusion.streaming",
     "reconstruct": ".diffusion.reconstruct",
     # training, runs, generation
-    "train": ".training.loop", "TrainResult": ".training.outcome", "Trainer": ".training.trainer",
-    "TrainingDivergedError": ".training.outcome", "evaluate": ".evaluation.evaluate",
+    "train": ".training.loop", "TrainResult": ".training.run_loop", "Trainer": ".training.trainer",
+    "TrainingDivergedError": ".training.run_loop", "evaluate": ".evaluation.evaluate",
     "load_run": ".run_dir", "load_pretrained": ".pretrained",
     "generate": ".generate", "edit": ".generate", "save_outputs": ".generate", "run_demo": ".demo",
     # figures

@@ -61,7 +61,7 @@ _SCENARIO = """
     import numpy as np
     from pokemon_diffusion.config import RunConfig
     from pokemon_diffusion.training.metrics import read_metrics
-    from pokemon_diffusion.training.outcome import TrainingDivergedError
+    from pokemon_diffusion.training.run_loop import TrainingDivergedError
     {per_backend}
     data, tmp, out = {data!r}, Path({tmp!r}), {{}}
     # 1. exact resume: 6 steps straight, and 3 (stopped by SIGTERM) + 3 resumed

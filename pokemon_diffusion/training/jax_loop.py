@@ -21,8 +21,7 @@ from .jax_checkpoint import latest_step
 from .jax_data import BatchStream, load_training_data
 from .jax_trainer import JaxTrainer
 from .metrics import MetricsWriter
-from .outcome import TrainResult
-from .run_loop import RunLoop, check_run_folder, fit_text_dim, total_steps_for, write_run_files
+from .run_loop import RunLoop, TrainResult, check_run_folder, fit_text_dim, total_steps_for, write_run_files
 
 logger = logging.getLogger(__name__)
 

@@ -30,8 +30,7 @@ from .checkpoint import latest_checkpoint_step
 from .distribute import is_chief, make_strategy
 from .init_from import check_init, load_init_weights
 from .metrics import MetricsWriter
-from .outcome import TrainResult
-from .run_loop import RunLoop, check_run_folder, fit_text_dim, total_steps_for, write_run_files
+from .run_loop import RunLoop, TrainResult, check_run_folder, fit_text_dim, total_steps_for, write_run_files
 from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
