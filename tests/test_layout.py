@@ -3,7 +3,6 @@
 import ast
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pokemon_diffusion"
 MAX_MODULE_LINES = 420

@@ -6,6 +6,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from ..config import MAX_SEED
 from ..errors import PokemonDiffusionError
 from .prompt_following import colour_prompts
 
