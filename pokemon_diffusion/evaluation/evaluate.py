@@ -40,7 +40,7 @@ from ..config import EVAL_MAX_IMAGES, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError
 from . import features as feats
 from . import metrics
-from .conditioning import choose_split_prompts, split_accuracy
+from .conditioning import choose_split_prompts, nearest_neighbour_accuracy, split_accuracy
 from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
 from .variety import variety_report
@@ -132,8 +132,8 @@ def conditioning_accuracy(generated: np.ndarray, data: EvalData, prompt_index: S
     """
     gen_f = feats.pixel_features(generated)
     real_f = feats.pixel_features(data.images)
-    out = metrics.nearest_neighbour_accuracy(gen_f, real_f, prompt_index, data.types,
-                                             real_labels=data.names, k=k)
+    out = nearest_neighbour_accuracy(gen_f, real_f, prompt_index, data.types,
+                                     real_labels=data.names, k=k)
     names = data.names
     neighbours = out.pop("neighbours")
     if heldout is not None:
