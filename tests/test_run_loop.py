@@ -169,3 +169,22 @@ def test_an_existing_run_needs_resume_the_same_model_and_the_same_backend(backen
         with pytest.raises(CheckpointError, match="checkpoints; continue that run with --backend "
                                                   + ("jax" if backend == "tensorflow" else "tensorflow")):
             check_run_folder(run, tiny_config(), encoder, backend=backend, resume=resume, found=None)
+
+
+def test_both_trainers_implement_the_protocol():
+    import ast
+    from pathlib import Path
+
+    import pokemon_diffusion.training as training
+    from pokemon_diffusion.training.run_loop import StepTrainer
+
+    wanted = {name for name, value in vars(StepTrainer).items() if callable(value) and not name.startswith("_")}
+    assert wanted == {"train_step", "drain", "current_lr", "held_out_loss", "save", "restore", "export_ema"}
+    folder = Path(training.__file__).parent
+    for module, cls in (("trainer.py", "Trainer"), ("jax_trainer.py", "JaxTrainer")):  # read, not imported: no jax here
+        tree = ast.parse((folder / module).read_text(encoding="utf-8"))
+        node = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == cls)
+        methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+        # the TensorFlow train_step is the tf.function that distribute() compiles, an attribute
+        assert wanted - {"train_step"} <= methods, (cls, wanted - methods)
+        assert "train_step" in methods or "self.train_step = tf.function" in (folder / module).read_text(), cls
