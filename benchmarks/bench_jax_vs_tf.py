@@ -64,10 +64,10 @@ def child_jax(size: int, batch: int, steps: int) -> float:
     trainer = JaxTrainer(_config(size, batch), 1000)
     stream = BatchStream(data, batch, seed=0, flip=True)
     for step in range(2):
-        trainer.train_step(*stream.next(), step)[0].block_until_ready()
+        trainer.train_step(stream.next()).block_until_ready()
     start = time.perf_counter()
     for step in range(2, 2 + steps):
-        loss, _ = trainer.train_step(*stream.next(), step)
+        loss = trainer.train_step(stream.next())
         float(loss)  # a sync per step, as the TF loop's .numpy()
     return batch * steps / (time.perf_counter() - start)
 

@@ -24,7 +24,7 @@ def predict_loop_ddim(model, schedule, text_emb, shape, steps, guidance, seed):
     """The anti-pattern the samplers avoid: one eager ``model.predict`` call per step."""
     import numpy as np
 
-    from pokemon_diffusion.diffusion.samplers import ddim_timesteps
+    from pokemon_diffusion.diffusion.steps import ddim_timesteps
 
     rng = np.random.default_rng(seed)
     x = rng.standard_normal(shape).astype(np.float32)

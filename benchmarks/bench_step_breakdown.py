@@ -11,9 +11,9 @@ call of each variant runs Python, so the swaps cost nothing at run time. Variant
   - strategy.run   _replica_step called directly (no tf.distribute wrapping)
   - free batch     traced for the concrete batch shape (no input_signature)
   - folded norm    the ResBlocks call the Keras norm layer, then scale and shift (the unfolded
-                   form of ``layers.modulated_norm``: four full-size passes instead of two)
+                   form of ``fast_norm.modulated_norm``: four full-size passes instead of two)
   - fused norm     BatchNorm's batch statistics from moments and one multiply-add (the folded
-                   form) instead of TensorFlow's fused kernel (``layers._fused_batch_norm``)
+                   form) instead of TensorFlow's fused kernel (``fast_norm._fused_batch_norm``)
   plain            the same model in a plain step: uniform t, normal noise, ε-MSE, AdamW (nothing else)
 Rounds alternate the variants (A/B/C... A/B/C...) and report the median ms per step of each and
 its ratio to ``trainer`` measured in the same round, so machine load cancels out. ``--profile``
@@ -59,7 +59,7 @@ def _batched_draws(trainer):
 
 def _unfolded_norm(layer, x, training, update_stats=True, *, scale=None, shift=None):
     """``modulated_norm``'s signature, computed the unfolded way (the ResBlock before the fold)."""
-    from pokemon_diffusion.model.layers import norm_then_modulate
+    from pokemon_diffusion.model.fast_norm import norm_then_modulate
 
     return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
 
@@ -81,7 +81,7 @@ def _swaps(trainer) -> Dict[str, Dict[str, Any]]:
         "- bookkeeping": {"_bookkeeping": lambda loss, norm: None},
         "- strategy.run": {"strategy.run": lambda fn, args: fn(*args)},
         "- folded norm": {"module:pokemon_diffusion.model.layers.modulated_norm": _unfolded_norm},
-        "- fused norm": {"module:pokemon_diffusion.model.layers._fusable": lambda *args: False},
+        "- fused norm": {"module:pokemon_diffusion.model.fast_norm._fusable": lambda *args: False},
     }
 
 

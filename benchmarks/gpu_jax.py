@@ -94,14 +94,14 @@ def bench_cell(pack: Path, size: int, batch: int, mixed: bool, steps: int, smoke
     trainer = JaxTrainer(config, 10_000)
     stream = BatchStream(data, batch, seed=0, flip=True)
     start = time.perf_counter()
-    trainer.train_step(*stream.next(), 0)[0].block_until_ready()
+    trainer.train_step(stream.next()).block_until_ready()
     compile_s = time.perf_counter() - start
     for step in (1, 2):
-        loss, _ = trainer.train_step(*stream.next(), step)
+        loss = trainer.train_step(stream.next())
     loss.block_until_ready()
     start = time.perf_counter()
     for step in range(3, 3 + steps):
-        loss, _ = trainer.train_step(*stream.next(), step)
+        loss = trainer.train_step(stream.next())
     loss.block_until_ready()
     seconds = time.perf_counter() - start
     params = int(sum(np.prod(v.shape) for v in trainer.model.trainable_variables))

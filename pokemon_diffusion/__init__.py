@@ -28,7 +28,7 @@ _LAZY = {
     "get_text_embedding": ".text.registry", "load_text_encoder": ".text.registry", "embed_dataset": ".text.embeddings",
     "null_text_embedding": ".text.registry", "TextEncoder": ".text.registry",
     "load_data": ".data.dataset", "make_dataset": ".data.dataset", "load_examples": ".data.dataset",
-    "split_by_pokemon": ".data.dataset", "read_image": ".data.dataset",
+    "split_by_pokemon": ".data.dataset", "read_image": ".data.images",
     # model and diffusion
     "build_unet": ".model.unet", "count_flops": ".model.unet", "model_summary_line": ".model.unet",
     "make_schedule": ".diffusion.schedule", "q_sample": ".diffusion.schedule",
@@ -37,8 +37,8 @@ _LAZY = {
     "iter_sample": ".diffusion.streaming", "StreamFrame": ".diffusion.streaming",
     "reconstruct": ".diffusion.reconstruct",
     # training, runs, generation
-    "train": ".training.loop", "TrainResult": ".training.loop", "Trainer": ".training.trainer",
-    "TrainingDivergedError": ".training.trainer", "evaluate": ".evaluation.evaluate",
+    "train": ".training.loop", "TrainResult": ".training.run_loop", "Trainer": ".training.trainer",
+    "TrainingDivergedError": ".training.run_loop", "evaluate": ".evaluation.evaluate",
     "load_run": ".run_dir", "load_pretrained": ".pretrained",
     "generate": ".generate", "edit": ".generate", "save_outputs": ".generate", "run_demo": ".demo",
     # figures

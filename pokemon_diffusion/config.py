@@ -34,6 +34,12 @@ STRATEGIES = ("auto", "one", "mirrored", "multiworker")
 SAMPLERS = ("ddim", "ddpm")
 LR_SCHEDULES = ("cosine", "constant")
 LOSS_WEIGHTINGS = ("none", "min_snr")
+# the choices of each string field, by field name (config checks and CLI flags read them here)
+CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
+                                       "strategy": STRATEGIES, "sampler": SAMPLERS, "lr_schedule": LR_SCHEDULES,
+                                       "loss_weighting": LOSS_WEIGHTINGS}
+MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
+EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
                      "plain": "{name}, {a} {types} Pokémon",
@@ -131,8 +137,8 @@ class BaseConfig:
         if not ok:
             self._fail(name, getattr(self, name), allowed)
 
-    def _choice(self, name: str, choices: Tuple[str, ...]) -> None:
-        self._check(name, getattr(self, name) in choices, " | ".join(choices))
+    def _choice(self, name: str) -> None:
+        self._check(name, getattr(self, name) in CHOICES[name], " | ".join(CHOICES[name]))
 
     def _range(self, name: str, low: float, high: float, *, optional: bool = False) -> None:
         value = getattr(self, name)
@@ -202,7 +208,7 @@ class DataConfig(BaseConfig):
     caption_forms: Tuple[str, ...] = CAPTION_FORMS  # extra captions per image; () for one caption
 
     def validate(self) -> None:
-        self._choice("source", SOURCES)
+        self._choice("source")
         self._check("out_dir", bool(self.out_dir), "a non-empty folder path")
         self._check("url", self.url.startswith(("http://", "https://")), "an http(s) URL")
         self._check("path", self.source != "folder" or bool(self.path),
@@ -263,7 +269,7 @@ class ModelConfig(BaseConfig):
         self._check("attention_resolutions", all(r in resolutions for r in self.attention_resolutions),
                     f"a subset of the U-Net's resolutions {resolutions}")
         self._check("dropout", 0.0 <= self.dropout < 1.0, "0 <= dropout < 1")
-        self._choice("norm", NORMS)
+        self._choice("norm")
         self._range("norm_groups", 1, 64)
         if self.norm == "group":
             self._check("norm_groups", all(w % self.norm_groups == 0 for w in self.widths),
@@ -289,10 +295,10 @@ class DiffusionConfig(BaseConfig):
 
     def validate(self) -> None:
         self._range("timesteps", 2, 10_000)
-        self._choice("schedule", SCHEDULES)
+        self._choice("schedule")
         self._check("beta_start", 0.0 < self.beta_start < 1.0, "0 < beta_start < 1")
         self._check("beta_end", self.beta_start < self.beta_end < 1.0, "beta_start < beta_end < 1")
-        self._choice("prediction", PREDICTIONS)
+        self._choice("prediction")
 
 
 @dataclass(frozen=True)
@@ -323,7 +329,7 @@ class TrainConfig(BaseConfig):
     eval_timesteps: int = 8  # points of the fixed t grid of the held-out loss
     sample_every: int = 1000  # steps between TensorBoard sample grids (0 = never)
     remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
-    loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (diffusion/weighting.py)
+    loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (NoiseSchedule.loss_weights)
     min_snr_gamma: float = 5.0
 
     def validate(self) -> None:
@@ -335,13 +341,13 @@ class TrainConfig(BaseConfig):
         self._check("learning_rate", 0.0 < self.learning_rate <= 1.0, "0 < learning_rate <= 1")
         self._range("weight_decay", 0.0, 1.0)
         self._range("warmup_steps", 0, 10_000_000)
-        self._choice("lr_schedule", LR_SCHEDULES)
+        self._choice("lr_schedule")
         self._check("grad_clip_norm", self.grad_clip_norm > 0, "a positive number")
         self._check("ema_decay", 0.0 <= self.ema_decay < 1.0, "0 <= ema_decay < 1")
         self._check("cond_drop", 0.0 <= self.cond_drop < 1.0, "0 <= cond_drop < 1")
         self._check("val_fraction", 0.0 <= self.val_fraction < 1.0, "0 <= val_fraction < 1")
-        self._range("seed", 0, 2**31 - 1)
-        self._choice("strategy", STRATEGIES)
+        self._range("seed", 0, MAX_SEED)
+        self._choice("strategy")
         self._range("checkpoint_every", 1, 10_000_000)
         self._range("max_checkpoints", 1, 1000)
         self._range("eval_every", 1, 10_000_000)
@@ -350,7 +356,7 @@ class TrainConfig(BaseConfig):
                     "a positive number of minutes")
         self._range("eval_timesteps", 1, 1000)
         self._range("sample_every", 0, 10_000_000)
-        self._choice("loss_weighting", LOSS_WEIGHTINGS)
+        self._choice("loss_weighting")
         self._check("min_snr_gamma", 0.0 < self.min_snr_gamma <= 1e6, "a positive number (the paper uses 5)")
 
 
@@ -368,12 +374,12 @@ class SampleConfig(BaseConfig):
     enrich: bool = True  # a Pokémon's name in a prompt gets its known description (prompts.py)
 
     def validate(self) -> None:
-        self._choice("sampler", SAMPLERS)
+        self._choice("sampler")
         self._range("steps", 1, 10_000)
         self._range("guidance_scale", 0.0, 50.0)
         self._range("eta", 0.0, 1.0)
         self._range("num_intermediates", 2, 1000)
-        self._range("seed", 0, 2**31 - 1, optional=True)
+        self._range("seed", 0, MAX_SEED, optional=True)
 
 
 @dataclass(frozen=True)

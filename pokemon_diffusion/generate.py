@@ -113,7 +113,7 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     gets its own noise from ``config.seed``.
 
     Args:
-        image: (H, W, C) float in [-1, 1] at the run's size (``data.dataset.read_image``).
+        image: (H, W, C) float in [-1, 1] at the run's size (``data.images.read_image``).
 
     Returns:
         ``(SampleResult, labels)`` as :func:`generate` (``intermediates`` holds the final images only).

@@ -1,6 +1,6 @@
 """The one way this package opens an image file it did not write itself.
 
-``collect --source folder``, the training data (``data.dataset.read_image``) and ``sample
+``collect --source folder``, the training data (``data.images.read_image``) and ``sample
 --init-image`` all read through :func:`read_image_file`, which refuses, before any pixel is
 decoded, with one :class:`ImageRejected` line naming the file:
 

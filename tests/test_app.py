@@ -96,7 +96,7 @@ def test_the_stream_shows_changing_frames_then_writes_the_grid_and_gif(tiny_sess
 
 @pytest.mark.slow
 def test_warm_up_traces_the_default_request_so_the_first_click_does_not(tiny_session):
-    from pokemon_diffusion.diffusion.samplers import tracing_count
+    from pokemon_diffusion.diffusion.compiled import tracing_count
 
     assert tiny_session.warm_up() > 0
     traced = tracing_count(tiny_session.run.model)

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 from helpers_training import write_tiny_dataset
-from pokemon_diffusion.data.dataset import (load_data, load_examples, make_dataset, read_image,
-                                            split_by_pokemon)
+from pokemon_diffusion.data.dataset import load_data, load_examples, make_dataset, split_by_pokemon
+from pokemon_diffusion.data.images import read_image
 from pokemon_diffusion.collection.metadata import Entry, read_metadata, write_metadata
 from pokemon_diffusion.errors import DataError
 

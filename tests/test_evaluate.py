@@ -286,7 +286,7 @@ class _HashEncoder:
 
 
 def test_colour_following_and_the_guidance_sweep(tiny_run, empty_keras_home):
-    from pokemon_diffusion.evaluation.evaluate import format_report
+    from pokemon_diffusion.evaluation.report import format_report
 
     run, data = tiny_run
     report = _evaluate(run, data, inception_weights=None, guidance_scales=[1.0, 2.0], colour_seeds=1,
@@ -307,7 +307,7 @@ def test_colour_following_and_the_guidance_sweep(tiny_run, empty_keras_home):
 
 
 def test_variety_draws_several_seeds_of_the_first_headline_prompts(tiny_run, empty_keras_home):
-    from pokemon_diffusion.evaluation.evaluate import format_report
+    from pokemon_diffusion.evaluation.report import format_report
 
     run, data = tiny_run
     report = _evaluate(run, data, inception_weights=None, colour_seeds=0, variety_seeds=3, variety_prompts=2)

@@ -1,10 +1,8 @@
-"""The package layout: stage packages, one-way imports, short modules, old import paths kept."""
+"""The package layout: stage packages, one-way imports, short modules, one import path per name."""
 
 import ast
-import importlib
 from pathlib import Path
 
-import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "pokemon_diffusion"
 MAX_MODULE_LINES = 420
@@ -44,8 +42,6 @@ def _graph() -> dict:
     modules = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     graph = {}
     for name, path in modules.items():
-        if name.startswith("pokemon_diffusion.data.") and name != "pokemon_diffusion.data.dataset":
-            continue  # the compatibility aliases of the old layout point forward, on purpose
         graph[name] = {m for m in _imports(path) if m in modules and m != name}
     return graph
 
@@ -103,36 +99,33 @@ def test_no_module_is_much_over_400_lines():
     assert max(lengths.values()) <= MAX_MODULE_LINES, sorted(lengths.items(), key=lambda kv: -kv[1])[:3]
 
 
-@pytest.mark.parametrize("old, new", [
-    ("pokemon_diffusion.data.http", "pokemon_diffusion.collection.http"),
-    ("pokemon_diffusion.data.bulbapedia", "pokemon_diffusion.collection.bulbapedia"),
-    ("pokemon_diffusion.data.pokedex", "pokemon_diffusion.collection.pokedex"),
-    ("pokemon_diffusion.data.folder", "pokemon_diffusion.collection.folder"),
-    ("pokemon_diffusion.data.images", "pokemon_diffusion.collection.images"),
-    ("pokemon_diffusion.data.metadata", "pokemon_diffusion.collection.metadata"),
-    ("pokemon_diffusion.data.encoders", "pokemon_diffusion.text.encoders"),
-    ("pokemon_diffusion.data.text", "pokemon_diffusion.text.embeddings"),
-])
-def test_old_module_paths_are_the_new_modules(old, new):
-    assert importlib.import_module(old) is importlib.import_module(new)
-
-
-def test_old_collect_path_keeps_its_functions():
-    from pokemon_diffusion.collection.pipeline import collect
-    from pokemon_diffusion.data.collect import collect as old_collect
-    from pokemon_diffusion.data.collect import scrape_pokemon_images_and_embeddings as old_scrape
+def test_the_seed_names_and_the_documented_names_resolve():
+    import pokemon_diffusion as pd
     from pokemon_diffusion.scrape import scrape_pokemon_images_and_embeddings
 
-    assert old_collect is collect and old_scrape is scrape_pokemon_images_and_embeddings
+    for name in ("load_data", "sample_ddpm", "get_text_embedding", "scrape_pokemon_images_and_embeddings"):
+        assert callable(getattr(pd, name)), name  # the seed's four names, at the top level
+    assert pd.scrape_pokemon_images_and_embeddings is scrape_pokemon_images_and_embeddings
+
+
+def test_no_module_re_exports_another_modules_names():
+    """One import path per name: no ``noqa: F401`` re-export and no module aliasing another."""
+    found = [p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")
+             if "sys.modules[__name__]" in p.read_text(encoding="utf-8")
+             or "(re-exported)" in p.read_text(encoding="utf-8")
+             or "old import path" in p.read_text(encoding="utf-8")]
+    assert found in ([], ["text/embeddings.py"]), found  # text/embeddings: the seed's get_text_embedding
 
 
 def test_documented_names_resolve():
     import pokemon_diffusion as pd
-    from pokemon_diffusion.diffusion import samplers
+    from pokemon_diffusion.diffusion import compiled, samplers, steps
 
     for name in pd.__all__:
         assert getattr(pd, name) is not None, name
-    for name in ("sample", "sample_ddpm", "sample_ddim", "ddpm_step", "ddim_step", "StepOutput",
-                 "ddim_timesteps", "apply_guidance", "tracing_count", "SampleResult"):
-        assert hasattr(samplers, name), name
+    for module, names in ((samplers, ("sample", "sample_ddpm", "sample_ddim", "SampleResult", "SamplingPlan", "plan")),
+                          (steps, ("ddpm_step", "ddim_step", "StepOutput", "ddim_timesteps", "apply_guidance")),
+                          (compiled, ("tracing_count", "compiled_segment"))):
+        for name in names:
+            assert hasattr(module, name), (module.__name__, name)
     assert callable(pd.collect)  # the function, not the stage package

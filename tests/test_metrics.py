@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 
+from pokemon_diffusion.evaluation.conditioning import nearest_neighbour_accuracy, nearest_neighbours
 from pokemon_diffusion.evaluation.metrics import (colour_distance, colour_statistics, fid_from_features,
                                                   frechet_distance, gaussian_stats, kernel_inception_distance,
-                                                  mmd2_unbiased, nearest_neighbour_accuracy, nearest_neighbours,
-                                                  polynomial_kernel)
+                                                  mmd2_unbiased, polynomial_kernel)
 
 
 def _rotation(theta):

@@ -16,7 +16,8 @@ from PIL import Image
 from helpers_training import write_tiny_dataset
 from pokemon_diffusion.cli import main
 from pokemon_diffusion.collection.metadata import read_metadata
-from pokemon_diffusion.data.dataset import load_examples, read_image
+from pokemon_diffusion.data.dataset import load_examples
+from pokemon_diffusion.data.images import read_image
 from pokemon_diffusion.imageio import ImageRejected, read_image_file
 from test_sample_cli import make_run
 

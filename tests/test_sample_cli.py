@@ -234,7 +234,7 @@ def _picture(path, colour=(200, 40, 40)):
 
 
 def test_init_image_edits_a_picture_and_the_strength_sets_how_much(run_dir, encoder, tmp_path):
-    from pokemon_diffusion.data.dataset import read_image
+    from pokemon_diffusion.data.images import read_image
     from pokemon_diffusion.generate import edit
     from pokemon_diffusion.run_dir import load_run
 

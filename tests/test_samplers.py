@@ -10,11 +10,11 @@ import pytest
 import tensorflow as tf
 
 from pokemon_diffusion.config import DiffusionConfig
-from pokemon_diffusion.diffusion import samplers
-from pokemon_diffusion.diffusion.samplers import (SampleResult, apply_guidance, ddim_step,
-                                                  ddim_timesteps, ddpm_step, sample, sample_ddim,
-                                                  sample_ddpm, tracing_count)
+from pokemon_diffusion.config import SAMPLERS
+from pokemon_diffusion.diffusion.compiled import tracing_count
+from pokemon_diffusion.diffusion.samplers import SampleResult, sample, sample_ddim, sample_ddpm
 from pokemon_diffusion.diffusion.schedule import make_schedule, q_sample
+from pokemon_diffusion.diffusion.steps import apply_guidance, ddim_step, ddim_timesteps, ddpm_step
 from pokemon_diffusion.errors import ConfigError, EncoderError
 
 # The oracle's x0 comes back to within float32 rounding; 1e-5 leaves room for the
@@ -280,7 +280,7 @@ def test_wrong_text_dim_is_refused_naming_both_sizes(model, small_schedule):
     (dict(text_emb=np.zeros((3, 4)), shape=(4, 8, 8, 3)), "got 3 embeddings for a batch of 4"),
     (dict(text_emb=np.zeros((1, 1, 4))), r"allowed: \(dim,\) or \(n, dim\)"),
     (dict(text_emb=np.full(4, np.nan)), "NaN or infinite"),
-    (dict(sampler="euler"), "got 'euler'; allowed: ddpm | ddim"),
+    (dict(sampler="euler"), "got 'euler'; allowed: ddim | ddpm"),
     (dict(steps=21), "allowed: 1 to the schedule's T = 20"),
     (dict(steps=2.5), "got 2.5; allowed: 1 to the schedule's T = 20"),
     (dict(sampler="ddpm", steps=5), "ddpm runs all T = 20 steps"),
@@ -308,7 +308,7 @@ def test_timesteps_builds_the_default_schedule_when_none_is_given():
     images, steps = sample_ddpm(oracle, np.zeros(4), (1, 8, 8, 3), 30, seed=0, num_intermediates=31)
     assert steps.shape[0] == 31  # all 30 steps + the noise: the schedule had T = 30
     np.testing.assert_allclose(images, x0, atol=ORACLE_ATOL)
-    assert samplers.SAMPLER_KINDS == ("ddpm", "ddim")
+    assert SAMPLERS == ("ddim", "ddpm")
 
 
 def test_a_schedule_wins_over_timesteps_and_an_odd_value_is_flagged(small_schedule, caplog):

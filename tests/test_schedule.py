@@ -3,8 +3,7 @@ import pytest
 import tensorflow as tf
 
 from pokemon_diffusion.config import DiffusionConfig
-from pokemon_diffusion.diffusion.schedule import (cosine_betas, linear_betas, make_schedule, q_sample,
-                                                  split_prediction, training_target)
+from pokemon_diffusion.diffusion.schedule import cosine_betas, linear_betas, make_schedule, q_sample
 
 
 def test_linear_endpoints_and_dtype():
@@ -45,12 +44,12 @@ def test_q_sample_moments():
 
 
 @pytest.mark.parametrize("prediction", ["epsilon", "v"])
-def test_split_prediction_inverts_the_training_target(prediction):
+def test_epsilon_and_x0_inverts_the_training_target(prediction):
     schedule = make_schedule(DiffusionConfig(prediction=prediction))
     x0 = tf.random.stateless_uniform([4, 8, 8, 3], seed=[0, 1], minval=-1, maxval=1)
     noise = tf.random.stateless_normal([4, 8, 8, 3], seed=[0, 2])
     t = tf.constant([0, 10, 500, 999])
     xt = q_sample(schedule, x0, t, noise)
-    eps, x0_hat = split_prediction(schedule, xt, t, training_target(schedule, x0, t, noise))
+    eps, x0_hat = schedule.epsilon_and_x0(xt, t, schedule.target(x0, t, noise))
     np.testing.assert_allclose(eps, noise, atol=2e-3)
     np.testing.assert_allclose(x0_hat[:3], x0[:3], atol=2e-3)  # t=999: x0 from ε is ill-conditioned

@@ -5,7 +5,8 @@ import pytest
 
 import pokemon_diffusion
 from pokemon_diffusion.config import DiffusionConfig
-from pokemon_diffusion.diffusion.samplers import sample, tracing_count
+from pokemon_diffusion.diffusion.compiled import tracing_count
+from pokemon_diffusion.diffusion.samplers import sample
 from pokemon_diffusion.diffusion.schedule import make_schedule
 from pokemon_diffusion.diffusion.streaming import StreamFrame, iter_sample
 from pokemon_diffusion.errors import ConfigError
@@ -80,7 +81,7 @@ def test_streaming_reuses_the_compiled_loop_and_never_calls_the_model_per_step(s
 @pytest.mark.parametrize("kwargs, message", [
     (dict(every=0), "every: got 0; allowed: an integer >= 1"),
     (dict(every=2.5), "every: got 2.5"),
-    (dict(sampler="euler"), "got 'euler'; allowed: ddpm | ddim"),
+    (dict(sampler="euler"), "got 'euler'; allowed: ddim | ddpm"),
     (dict(steps=21), "allowed: 1 to the schedule's T = 20"),
 ])
 def test_bad_arguments_are_refused_when_called_not_when_iterated(model, schedule, kwargs, message):

@@ -9,7 +9,9 @@ from helpers_training import tiny_config
 from pokemon_diffusion.data.dataset import make_dataset
 from pokemon_diffusion.training.ema import ExponentialMovingAverage, ema_decay
 from pokemon_diffusion.training.lr_schedule import WarmupCosineDecay
-from pokemon_diffusion.training.trainer import Trainer, null_condition, total_steps_for
+from pokemon_diffusion.training.objective import null_condition
+from pokemon_diffusion.training.run_loop import total_steps_for
+from pokemon_diffusion.training.trainer import Trainer
 
 
 def test_lr_warms_up_linearly_then_follows_a_cosine_to_zero():
@@ -128,8 +130,9 @@ def test_train_step_traces_once_and_overfits_four_images(trainer, four_images):
     assert int(trainer.step.numpy()) == start + 61
     after, per_t = trainer.held_out_loss(images, text, which="raw", timesteps=4, seed=1)
     assert after < 0.8 * before, (before, after, per_t)
-    assert trainer.first_nonfinite_step() is None
-    assert trainer.pop_mean_loss() is not None and trainer.pop_mean_loss() is None  # reset after reading
+    total, count, bad = trainer.drain()
+    assert bad is None and count >= 61 and np.isfinite(total)
+    assert trainer.drain() == (0.0, 0, None)  # reset after reading
 
 
 @pytest.mark.slow
@@ -166,7 +169,7 @@ def test_mixed_precision_trains_in_low_precision_and_exports_float32(policy, mon
     batches = iter(trainer.distribute(make_dataset(images, text, 4, repeat=True, with_index=True)))
     start = [v.numpy().copy() for v in trainer.model.trainable_variables]
     losses = [float(trainer.train_step(next(batches))) for _ in range(3)]
-    assert all(np.isfinite(losses)) and trainer.first_nonfinite_step() is None
+    assert all(np.isfinite(losses)) and trainer.drain()[2] is None
     assert any(not np.array_equal(a, v.numpy()) for a, v in zip(start, trainer.model.trainable_variables))
     if policy == "mixed_float16":
         assert isinstance(trainer.optimizer, keras.optimizers.LossScaleOptimizer)

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from pokemon_diffusion.config import DiffusionConfig, TrainConfig
-from pokemon_diffusion.diffusion.weighting import loss_weights, snr
+from pokemon_diffusion.diffusion.schedule import loss_weights, snr
 from pokemon_diffusion.errors import ConfigError
 
 

@@ -19,16 +19,15 @@ from typing import Iterator, Optional
 
 import numpy as np
 
+from ..config import MAX_SEED, SAMPLERS
 from ..demo import DEMO_PROMPTS
 from ..errors import ConfigError
 from ..run_dir import LoadedRun
 
 log = logging.getLogger(__name__)
 
-SAMPLERS = ("ddim", "ddpm")
 MAX_IMAGES = 16
 MAX_GUIDANCE = 20.0
-MAX_SEED = 2**31 - 1
 MAX_PROMPT_CHARS = 300
 FRAMES_PER_RUN = 10  # live frames per request: one every ceil(steps / 10) steps
 DEFAULT_STEPS = 50

@@ -36,8 +36,10 @@ non_negative_float = float_range(0.0, 1e9)
 
 
 def add_seed_argument(parser: argparse.ArgumentParser, *, default: Optional[int], help: str) -> None:
-    """``--seed S``: an integer from 0 to 2**31 - 1 (what every seeded command accepts)."""
-    parser.add_argument("--seed", type=int_range(0, 2**31 - 1), default=default, metavar="S", help=help)
+    """``--seed S``: an integer from 0 to ``MAX_SEED`` (what every seeded command accepts)."""
+    from ..config import MAX_SEED
+
+    parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=default, metavar="S", help=help)
 
 
 def choice_help(choices: Sequence[str]) -> str:

@@ -122,7 +122,8 @@ def run(args) -> int:
 
 def _evaluate(args, guidance, shipped: bool) -> int:
     from ..atomic import atomic_write_text
-    from ..evaluation.evaluate import evaluate, format_report
+    from ..evaluation.evaluate import evaluate
+    from ..evaluation.report import format_report
 
     report = evaluate(args.run, args.data, num=args.num, seed=args.seed, sampler=args.sampler,
                       steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],

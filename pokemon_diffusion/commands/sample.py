@@ -143,7 +143,7 @@ def run(args) -> int:
     config = _sample_config(args, loaded.config.diffusion.timesteps)
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
     if args.init_image is not None:
-        from ..data.dataset import read_image
+        from ..data.images import read_image
         from ..generate import edit
 
         size = loaded.config.model.image_size

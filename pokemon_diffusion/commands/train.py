@@ -13,36 +13,79 @@ import os
 import signal
 import subprocess
 import sys
+import typing
 from pathlib import Path
 from typing import Any, Dict
 
-from ..config import NORMS, STRATEGIES, RunConfig
 from ..cli import EXIT_INTERRUPTED
+from ..config import CHOICES, RunConfig
 from ..errors import ConfigError
-from ._args import add_seed_argument, choice_help, float_range, int_range, positive_int
+from ._args import choice_help
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("tensorflow", "jax")
 
+# Flags that set one config field: (flag, part, field, metavar, help). Each flag's type, choices
+# and shown default come from the field; its allowed values are the config's own checks.
+FIELD_FLAGS = (
+    ("--steps", "train", "steps", "N", "training steps"),
+    ("--epochs", "train", "epochs", "N", "passes over the training images"),
+    ("--image-size", "model", "image_size", "N", "image side in pixels"),
+    ("--batch-size", "train", "batch_size", "N", "global batch size"),
+    ("--lr", "train", "learning_rate", "X", "peak learning rate"),
+    ("--seed", "train", "seed", "S", "seed of init, data order, noise"),
+    ("--mixed-precision", "train", "mixed_precision", None,
+     "mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU"),
+    ("--strategy", "train", "strategy", "S", "tf.distribute strategy"),
+    ("--time-limit", "train", "time_limit_minutes", "MIN", "stop (and save) after this many minutes of training"),
+    ("--checkpoint-every", "train", "checkpoint_every", "N", "steps between checkpoints"),
+    ("--eval-every", "train", "eval_every", "N", "steps between held-out losses"),
+    ("--log-every", "train", "log_every", "N", "steps between metrics lines"),
+    ("--norm", "model", "norm", None, "normalisation in the U-Net"),
+    ("--base-width", "model", "base_width", "N", "channels of the first level"),
+    ("--ema-decay", "train", "ema_decay", "X", "maximum EMA decay (warmed up as (1+n)/(10+n))"),
+    ("--remat", "train", "remat", None, "recompute each ResBlock in the backward pass instead of keeping its "
+                                        "activations: ~half the peak memory at 64x64, a slower step"),
+)
 
-# flag dest -> (config part, field)
-_OVERRIDES = {
-    "image_size": ("model", "image_size"),
-    "norm": ("model", "norm"),
-    "base_width": ("model", "base_width"),
-    "batch_size": ("train", "batch_size"),
-    "lr": ("train", "learning_rate"),
-    "seed": ("train", "seed"),
-    "mixed_precision": ("train", "mixed_precision"),
-    "strategy": ("train", "strategy"),
-    "time_limit": ("train", "time_limit_minutes"),
-    "checkpoint_every": ("train", "checkpoint_every"),
-    "eval_every": ("train", "eval_every"),
-    "log_every": ("train", "log_every"),
-    "ema_decay": ("train", "ema_decay"),
-    "remat": ("train", "remat"),
-}
+
+def _dest(flag: str) -> str:
+    return flag.lstrip("-").replace("-", "_")
+
+
+def _parse(kind: type):
+    """argparse type: ``int`` or ``float`` with a one-line message; ranges are the config's."""
+    what = "an integer" if kind is int else "a number"
+
+    def parse(text: str):
+        try:
+            return kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: {what}") from None
+
+    parse.__name__ = what
+    return parse
+
+
+def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str) -> None:
+    config = getattr(RunConfig(), part)
+    kind = typing.get_type_hints(type(config))[name]
+    kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)  # Optional[X] -> X
+    default = getattr(config, name)
+    if default is None or isinstance(default, bool):
+        shown = {None: "none", True: "on", False: "off"}[default]
+    else:
+        shown = f"{default:g}" if isinstance(default, float) else default
+    options: Dict[str, Any] = {"dest": _dest(flag), "default": None}
+    if kind is bool:
+        options["action"] = argparse.BooleanOptionalAction
+    elif name in CHOICES:
+        options.update(choices=CHOICES[name], metavar=metavar)
+        text = f"{text}: {choice_help(CHOICES[name])}"
+    else:
+        options.update(type=_parse(kind), metavar=metavar)
+    parser.add_argument(flag, help=f"{text} (default: {shown})", **options)
 
 
 def add_parser(subparsers):
@@ -50,7 +93,8 @@ def add_parser(subparsers):
         "train", help="train the text-conditioned diffusion model on a dataset folder",
         description="Train the U-Net DDPM on DIR (made by `collect` and `embed`) and write the run folder "
                     "RUN: config.json, encoder.json, ema_model.keras, checkpoints/, metrics.jsonl, tensorboard/. "
-                    "Ctrl-C stops after the current step and saves a checkpoint; continue with --resume.")
+                    "Ctrl-C stops after the current step and saves a checkpoint; continue with --resume. "
+                    "Defaults shown are the configs'; --config, --resume and --init bring their own.")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder (pokemon_metadata.json, "
                         "pokemon_images/, embeddings/, embeddings.json)")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
@@ -63,28 +107,8 @@ def add_parser(subparsers):
                              "shipped reference model or a run folder; its model and diffusion configs are the "
                              "defaults")
     budget = parser.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=int_range(1, 10_000_000), help="training steps (default 10000)")
-    budget.add_argument("--epochs", type=int_range(1, 100_000), help="passes over the training images")
-    parser.add_argument("--image-size", type=int_range(16, 128), metavar="N", help="image side in pixels (default 32)")
-    parser.add_argument("--batch-size", type=int_range(1, 4096), metavar="N", help="global batch size (default 32)")
-    parser.add_argument("--lr", type=float_range(1e-8, 1.0), metavar="X", help="peak learning rate (default 5e-4)")
-    add_seed_argument(parser, default=None, help="seed of init, data order, noise")
-    parser.add_argument("--mixed-precision", action=argparse.BooleanOptionalAction, default=None,
-                        help="mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU")
-    parser.add_argument("--strategy", choices=STRATEGIES, metavar="S",
-                        help=f"tf.distribute strategy: {choice_help(STRATEGIES)} (default auto)")
-    parser.add_argument("--time-limit", type=float_range(0.0001, 1e7), metavar="MIN",
-                        help="stop (and save) after this many minutes of training")
-    parser.add_argument("--checkpoint-every", type=positive_int, metavar="N", help="steps between checkpoints")
-    parser.add_argument("--eval-every", type=positive_int, metavar="N", help="steps between held-out losses")
-    parser.add_argument("--log-every", type=positive_int, metavar="N", help="steps between metrics lines")
-    parser.add_argument("--norm", choices=NORMS, help=f"normalisation in the U-Net: {choice_help(NORMS)}")
-    parser.add_argument("--base-width", type=int_range(4, 1024), metavar="N", help="channels of the first level")
-    parser.add_argument("--ema-decay", type=float_range(0.0, 0.999999), metavar="X",
-                        help="maximum EMA decay (warmed up as (1+n)/(10+n)); default 0.999")
-    parser.add_argument("--remat", action=argparse.BooleanOptionalAction, default=None,
-                        help="recompute each ResBlock in the backward pass instead of keeping its activations: "
-                             "~half the peak memory at 64x64, a slower step (default off)")
+    for flag, part, name, metavar, text in FIELD_FLAGS:
+        _add_field_flag(budget if name in ("steps", "epochs") else parser, flag, part, name, metavar, text)
     parser.add_argument("--backend", choices=BACKENDS, default="tensorflow",
                         help="tensorflow (default), or jax: Keras 3 on JAX, for machines with JAX and no "
                              "TensorFlow; DIR may then also be a packed .npz (benchmarks/pack_dataset.py); "
@@ -118,16 +142,24 @@ def resolve_config(args: argparse.Namespace) -> RunConfig:
     else:
         config = RunConfig()
     changes: Dict[str, Dict[str, Any]] = {"model": {}, "train": {}}
-    for dest, (part, name) in _OVERRIDES.items():
-        value = getattr(args, dest, None)
+    flags = {}
+    for flag, part, name, _, _ in FIELD_FLAGS:
+        value = getattr(args, _dest(flag), None)
         if value is not None:
             changes[part][name] = value
-    if args.steps is not None:
-        changes["train"].update(steps=args.steps, epochs=None)
-    if args.epochs is not None:
-        changes["train"].update(epochs=args.epochs, steps=None)
-    return config.replace(model=config.model.replace(**changes["model"]),
-                          train=config.train.replace(**changes["train"]))
+            flags[f"{type(getattr(config, part)).__name__}.{name}"] = flag
+    if getattr(args, "steps", None) is not None:
+        changes["train"]["epochs"] = None
+    if getattr(args, "epochs", None) is not None:
+        changes["train"]["steps"] = None
+    try:
+        return config.replace(model=config.model.replace(**changes["model"]),
+                              train=config.train.replace(**changes["train"]))
+    except ConfigError as exc:  # name the flag when one set the refused field
+        field, _, rest = str(exc).partition(": ")
+        if field in flags:
+            raise ConfigError(f"{flags[field]}: {rest} ({field})") from None
+        raise
 
 
 class _NoTensorFlow:

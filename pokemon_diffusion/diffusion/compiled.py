@@ -77,7 +77,7 @@ def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: st
     return tf.function(segment)
 
 
-def _compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, clip_x0: bool):
+def compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, clip_x0: bool):
     """The cached compiled loop for this model and these static options."""
     per_model = _COMPILED.setdefault(model, {})
     key = (kind, guided, clip_x0, _schedule_key(schedule))

@@ -20,9 +20,9 @@ import tensorflow as tf
 
 from ..config import DiffusionConfig
 from ..errors import ConfigError
-from .compiled import _compiled_segment
-from .samplers import _check_shape, _prepare_embeddings, loop_args
-from .schedule import NoiseSchedule, make_schedule, q_sample
+from .compiled import compiled_segment
+from .samplers import check_shape, loop_args, prepare_embeddings
+from .schedule import NoiseSchedule, make_schedule
 
 
 def reconstruction_levels(level: int, steps: int) -> np.ndarray:
@@ -60,7 +60,7 @@ def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[Noise
     """
     schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
     x0 = np.asarray(images, dtype=np.float32)
-    shape = _check_shape(model, x0.shape)
+    shape = check_shape(model, x0.shape)
     if isinstance(level, bool) or not isinstance(level, (int, np.integer)) or not 0 <= level < schedule.timesteps:
         raise ConfigError(f"level: got {level!r}; allowed: an integer from 0 to T - 1 = {schedule.timesteps - 1}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
@@ -68,14 +68,14 @@ def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[Noise
     guidance_scale = float(guidance_scale)
     if not np.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
-    cond = _prepare_embeddings(model, text_emb, shape[0])
+    cond = prepare_embeddings(model, text_emb, shape[0])
     if guidance_scale == 0.0:
         cond = np.zeros_like(cond)
     step_t = reconstruction_levels(int(level), int(steps))
     key = tf.constant([int(seed), 2], tf.int64)  # 2: not a stream of samplers.sample's keys
     noise = tf.random.stateless_normal(shape, key)
-    x = q_sample(schedule, tf.constant(x0), tf.fill([shape[0]], tf.constant(int(level), tf.int32)), noise)
-    run = _compiled_segment(model, schedule, "ddim", guidance_scale not in (0.0, 1.0), clip_x0)
+    x = schedule.q_sample(tf.constant(x0), tf.fill([shape[0]], tf.constant(int(level), tf.int32)), noise)
+    run = compiled_segment(model, schedule, "ddim", guidance_scale not in (0.0, 1.0), clip_x0)
     args = loop_args(schedule, step_t, cond, guidance_scale, 0.0, tf.random.experimental.stateless_fold_in(key, 1))
     x, _ = run(x, start=tf.constant(0), stop=tf.constant(len(step_t)), **args)
     return np.clip(x.numpy(), -1.0, 1.0)

@@ -5,7 +5,7 @@ An eager outer loop calls it once per *segment* of steps: segments end where an 
 image is kept (``num_intermediates`` evenly spaced states, never all T) and, when a progress
 bar is shown, every ~1 % of the steps. All arguments of the compiled loop are tensors of fixed
 shape, so a second call with the same image shape and batch size does not retrace (see
-:func:`tracing_count`), whatever the seed, guidance scale, eta or number of steps.
+:func:`.compiled.tracing_count`), whatever the seed, guidance scale, eta or number of steps.
 
 Guidance (Ho & Salimans 2022, "Classifier-Free Diffusion Guidance", eq. 6) runs the conditional
 and the null (all-zeros) embedding in ONE batched forward pass and combines the outputs::
@@ -37,19 +37,16 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ..config import DiffusionConfig
+from ..config import MAX_SEED, SAMPLERS, DiffusionConfig
 from ..errors import ConfigError, EncoderError
 from ..logging_utils import progress as progress_bar
-from .compiled import _compiled_segment, tracing_count  # noqa: F401  (tracing_count: public, for tests)
+from .compiled import compiled_segment
 from .schedule import NoiseSchedule, make_schedule
-from .steps import (StepOutput, apply_guidance, ddim_step, ddim_timesteps, ddpm_step,  # noqa: F401  (re-exported)
-                    posterior_mean_coefficients)
+from .steps import ddim_timesteps
 
 log = logging.getLogger(__name__)
 
-SAMPLER_KINDS = ("ddpm", "ddim")
 DEFAULT_TIMESTEPS = 1000  # T of the default schedule, as in the seed's sample_ddpm
-MAX_SEED = 2**31 - 1
 # With a progress bar the loop returns to Python about this many times per run (plus once per
 # kept intermediate); each return costs well under a millisecond next to a U-Net forward pass.
 PROGRESS_UPDATES = 100
@@ -98,7 +95,7 @@ def _model_input_shape(model, index: int) -> Optional[tuple]:
         return None
 
 
-def _check_shape(model, shape: Sequence[int]) -> Tuple[int, int, int, int]:
+def check_shape(model, shape: Sequence[int]) -> Tuple[int, int, int, int]:
     try:
         shape = tuple(int(s) for s in shape)
     except (TypeError, ValueError):
@@ -114,7 +111,7 @@ def _check_shape(model, shape: Sequence[int]) -> Tuple[int, int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def _prepare_embeddings(model, text_emb, batch: int) -> np.ndarray:
+def prepare_embeddings(model, text_emb, batch: int) -> np.ndarray:
     """Check ``text_emb`` against the model and repeat it to one row per image.
 
     Raises:
@@ -181,7 +178,7 @@ def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int
 # --------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
-class _Plan:
+class SamplingPlan:
     """A sampling run whose arguments are checked, ready for the compiled loop.
 
     Attributes:
@@ -241,20 +238,21 @@ def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, gui
                 noise_key=noise_key)
 
 
-def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
-          steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
-          num_intermediates: int, clip_x0: bool) -> _Plan:
-    """Check every argument (see :func:`sample`) before any compute, then draw x_T.
+def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
+         steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
+         num_intermediates: int, clip_x0: bool) -> SamplingPlan:
+    """Check every argument (see :func:`sample`) before any compute, then draw x_T: the
+    :class:`SamplingPlan` that :func:`sample` and ``streaming.iter_sample`` run.
 
     Raises:
         EncoderError, ConfigError: as in :func:`sample`.
     """
     # 1. validate everything before any compute
-    if sampler not in SAMPLER_KINDS:
-        raise ConfigError(f"sampler: got {sampler!r}; allowed: {' | '.join(SAMPLER_KINDS)}")
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"sampler: got {sampler!r}; allowed: {' | '.join(SAMPLERS)}")
     schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
-    shape = _check_shape(model, shape)
-    cond = _prepare_embeddings(model, text_emb, shape[0])
+    shape = check_shape(model, shape)
+    cond = prepare_embeddings(model, text_emb, shape[0])
     guidance_scale = float(guidance_scale)
     if not math.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
@@ -278,7 +276,7 @@ def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSche
     guided = guidance_scale not in (0.0, 1.0)
     if guidance_scale == 0.0:
         cond = np.zeros_like(cond)
-    run_segment = _compiled_segment(model, schedule, sampler, guided, clip_x0)
+    run_segment = compiled_segment(model, schedule, sampler, guided, clip_x0)
 
     # 3. the starting noise x_T and the key every step's noise is folded from
     run_key = tf.constant([seed, 0], tf.int64)
@@ -286,8 +284,8 @@ def _plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSche
     noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
 
     args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key)
-    return _Plan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
-                 guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
+    return SamplingPlan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
+                        guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
 
 
 # --------------------------------------------------------------------------------------------
@@ -325,17 +323,17 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         EncoderError: the embedding size differs from the model's.
         ConfigError: any other argument outside what is allowed (also a ValueError).
     """
-    plan = _plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
-                 guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                 clip_x0=clip_x0)
-    num_steps = plan.num_steps
+    sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
+                    guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
+                    clip_x0=clip_x0)
+    num_steps = sampling.num_steps
     # segments end at kept states, and every ~1 % of the steps when a bar is drawn
     bar = progress_bar(total=num_steps, enabled=progress, desc=f"{sampler} sampling", unit="step")
-    keep = set(plan.records.tolist())
+    keep = set(sampling.records.tolist())
     stops = set(keep)
     if not bar.disable:
         stops |= set(range(0, num_steps, max(1, num_steps // PROGRESS_UPDATES)))
-    x = plan.x_T
+    x = sampling.x_T
     kept: List[np.ndarray] = [x.numpy()]  # records[0] == 0: the starting noise
     started = time.perf_counter()
     with bar:
@@ -343,12 +341,12 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         for stop in sorted(stops | {num_steps}):
             if stop == start:
                 continue
-            x, _ = plan.run(x, start, stop)
+            x, _ = sampling.run(x, start, stop)
             bar.update(stop - start)
             if stop in keep:
                 kept.append(x.numpy())
             start = stop
-    return plan.result(kept, time.perf_counter() - started)
+    return sampling.result(kept, time.perf_counter() - started)
 
 
 def sample_ddpm(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), timesteps: Optional[int] = 1000, *,

@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..errors import ConfigError
-from .schedule import NoiseSchedule, _at, split_prediction
+from .schedule import NoiseSchedule, gather
 
 
 @dataclass(frozen=True)
@@ -47,16 +47,16 @@ def apply_guidance(out_cond: tf.Tensor, out_null: tf.Tensor, guidance_scale) -> 
 def _alpha_bar_prev(schedule: NoiseSchedule, t_prev: tf.Tensor) -> tf.Tensor:
     """ᾱ at ``t_prev``, where ``t_prev = -1`` stands for the clean image (ᾱ = 1)."""
     table = np.concatenate([[1.0], schedule.alphas_cumprod]).astype(np.float32)
-    return _at(table, tf.cast(t_prev, tf.int32) + 1)
+    return gather(table, tf.cast(t_prev, tf.int32) + 1)
 
 
 def _estimate(schedule: NoiseSchedule, x_t, t, model_output, clip_x0: bool):
     """(ε̂, x̂_0) from the network output; with ``clip_x0``, x̂_0 is clipped to [-1, 1] and ε̂
     re-derived from it so that both stay on the same line through x_t (DDPM eq. 4)."""
-    eps, x0 = split_prediction(schedule, x_t, t, model_output)
+    eps, x0 = schedule.epsilon_and_x0(x_t, t, model_output)
     if clip_x0:
         x0 = tf.clip_by_value(x0, -1.0, 1.0)
-        abar = _at(schedule.alphas_cumprod, t)
+        abar = gather(schedule.alphas_cumprod, t)
         eps = (x_t - tf.sqrt(abar) * x0) / tf.sqrt(1.0 - abar)
     return eps, x0
 
@@ -95,9 +95,9 @@ def ddpm_step(schedule: NoiseSchedule, x_t: tf.Tensor, t: tf.Tensor, model_outpu
     # 2. posterior mean, DDPM eq. 7: μ̃ = √ᾱ_{t−1}·β_t/(1−ᾱ_t)·x̂_0 + √α_t·(1−ᾱ_{t−1})/(1−ᾱ_t)·x_t.
     #    With the unclipped x̂_0 this equals eq. 11: (x_t − β_t/√(1−ᾱ_t)·ε̂)/√α_t.
     coef_x0, coef_xt = posterior_mean_coefficients(schedule)
-    mean = _at(coef_x0, t) * x0 + _at(coef_xt, t) * x_t
+    mean = gather(coef_x0, t) * x0 + gather(coef_xt, t) * x_t
     # 3. add √β̃_t·z, β̃_t the posterior variance of eq. 7 (zero at t = 0: the last step is the mean)
-    variance = _at(schedule.posterior_variance, t)
+    variance = gather(schedule.posterior_variance, t)
     return StepOutput(mean + tf.sqrt(variance) * noise, x0)
 
 
@@ -120,7 +120,7 @@ def ddim_step(schedule: NoiseSchedule, x_t: tf.Tensor, t: tf.Tensor, t_prev: tf.
     """
     # 1. ε̂ and x̂_0
     eps, x0 = _estimate(schedule, x_t, t, model_output, clip_x0)
-    abar = _at(schedule.alphas_cumprod, t)
+    abar = gather(schedule.alphas_cumprod, t)
     abar_prev = _alpha_bar_prev(schedule, t_prev)
     # 2. σ_t(η), eq. 16: η·√((1−ᾱ_prev)/(1−ᾱ_t))·√(1−ᾱ_t/ᾱ_prev)
     sigma = eta * tf.sqrt((1.0 - abar_prev) / (1.0 - abar) * (1.0 - abar / abar_prev))

@@ -21,7 +21,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
-from .samplers import SampleResult, _plan, _Plan
+from .samplers import SampleResult, SamplingPlan, plan
 from .schedule import NoiseSchedule
 
 
@@ -80,13 +80,13 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         EncoderError, ConfigError: as in ``sample``; ConfigError for a bad ``every``.
     """
     every = _check_every(every)
-    plan = _plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
-                 guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                 clip_x0=clip_x0)
-    return _frames(plan, every, model)
+    sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
+                    guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
+                    clip_x0=clip_x0)
+    return _frames(sampling, every, model)
 
 
-def _frames(plan: _Plan, every: int, model) -> Iterator[StreamFrame]:
+def _frames(plan: SamplingPlan, every: int, model) -> Iterator[StreamFrame]:
     """Run ``plan`` in compiled segments that end at frames and at the states the result keeps.
 
     ``model`` is held here on purpose: the compiled loop reaches it only through a weakref, and

@@ -38,18 +38,18 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from ..config import SAMPLERS, SampleConfig
+from ..config import EVAL_MAX_IMAGES, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError, EncoderError
 from . import features as feats
 from . import metrics
-from .conditioning import choose_split_prompts, split_accuracy
+from .conditioning import choose_split_prompts, nearest_neighbour_accuracy, split_accuracy
 from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
 from .variety import variety_report
 from .prompt_following import colour_following
 from .prompt_forms import POKEMON_PER_SPLIT, SEEDS
-from .samples import colour_embeddings, generate_from_embeddings  # noqa: F401  (old import path)
-from .report import format_report, jsonable  # noqa: F401  (format_report: the CLI's import path)
+from .report import jsonable
+from .samples import colour_embeddings, generate_from_embeddings
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,8 @@ def conditioning_accuracy(generated: np.ndarray, data: EvalData, prompt_index: S
     """
     gen_f = feats.pixel_features(generated)
     real_f = feats.pixel_features(data.images)
-    out = metrics.nearest_neighbour_accuracy(gen_f, real_f, prompt_index, data.types,
-                                             real_labels=data.names, k=k)
+    out = nearest_neighbour_accuracy(gen_f, real_f, prompt_index, data.types,
+                                     real_labels=data.names, k=k)
     names = data.names
     neighbours = out.pop("neighbours")
     if heldout is not None:
@@ -176,18 +176,17 @@ def heldout_loss(loaded_run, data: EvalData) -> Dict[str, Any]:
 
     The same split (``split_by_pokemon`` with the run's ``val_fraction`` and seed: whole Pokémon
     held out), the same first ``EVAL_MAX_IMAGES`` held-out images, the same t grid
-    (``eval_timesteps`` points over [0, T − 1]) and fixed noise, through ``Trainer.held_out_loss``
-    on the EMA model; so it matches the last ``val_loss`` in ``RUN/metrics.jsonl`` when the model
-    is the one saved at that step.
+    (``eval_timesteps`` points over [0, T − 1]) and fixed noise, through the trainer's
+    ``held_out_error_fn`` on the EMA model (no optimizer is built); so it matches the last
+    ``val_loss`` in ``RUN/metrics.jsonl`` when the model is the one saved at that step.
 
     Returns:
         ``{"loss", "per_t", "num_images", "timesteps", "split"}``, or ``{"skipped": reason}`` when
         the run held nothing out.
     """
-    import tensorflow as tf
-
     from ..data.dataset import split_by_pokemon
-    from ..training.trainer import EVAL_MAX_IMAGES, Trainer
+    from ..training.objective import held_out_loss
+    from ..training.trainer import held_out_error_fn
 
     tc = loaded_run.config.train
     _, val_idx = split_by_pokemon(data.entries, tc.val_fraction, tc.seed)
@@ -195,12 +194,10 @@ def heldout_loss(loaded_run, data: EvalData) -> Dict[str, Any]:
         return {"skipped": f"the run held out no images (train.val_fraction = {tc.val_fraction}, "
                            f"{len(data)} images)"}
     val_idx = val_idx[:EVAL_MAX_IMAGES]
-    # the Trainer's evaluation function on the loaded EMA model (as both its models): no training
-    # happens, the optimizer only gets built; the default strategy keeps it on this device
-    trainer = Trainer(loaded_run.config, total_steps=1, strategy=tf.distribute.get_strategy(),
-                      model_fn=lambda _config: loaded_run.model)
-    loss, per_t = trainer.held_out_loss(data.images[val_idx], data.embeddings[val_idx], which="ema",
-                                        timesteps=tc.eval_timesteps, seed=tc.seed, batch_size=tc.batch_size)
+    # the trainer's evaluation function on the loaded EMA model: no optimizer, no second model
+    loss, per_t = held_out_loss(held_out_error_fn(loaded_run.model, loaded_run.config), data.images[val_idx],
+                                data.embeddings[val_idx], timesteps=loaded_run.config.diffusion.timesteps,
+                                points=tc.eval_timesteps, seed=tc.seed, batch_size=tc.batch_size)
     return {"loss": loss, "per_t": {str(t): v for t, v in per_t.items()}, "num_images": int(len(val_idx)),
             "timesteps": int(len(per_t)),
             "split": f"whole Pokémon held out: train.val_fraction = {tc.val_fraction}, seed {tc.seed}"}

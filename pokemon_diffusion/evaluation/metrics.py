@@ -18,9 +18,7 @@ from typing import Dict, Tuple
 
 import numpy as np
 
-# the nearest-neighbour conditioning accuracy lives in conditioning.py; its names stay importable here
 from .conditioning import as_features as _as_features
-from .conditioning import nearest_neighbour_accuracy, nearest_neighbours  # noqa: F401
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ from typing import Any, List, Optional, Tuple
 
 import numpy as np
 
+from ..config import MAX_SEED
 from ..errors import PokemonDiffusionError
 from .prompt_following import colour_prompts
 
@@ -36,7 +37,7 @@ def generate_from_embeddings(loaded_run, embeddings: np.ndarray, *, sampler: str
         result = sample(loaded_run.model, chunk, (batch, cfg.image_size, cfg.image_size, cfg.channels),
                         schedule=loaded_run.schedule, sampler=sampler, steps=steps if ddim else None,
                         eta=eta if ddim else 0.0,
-                        guidance_scale=guidance_scale, seed=(seed + i) % 2**31, num_intermediates=2,
+                        guidance_scale=guidance_scale, seed=(seed + i) % (MAX_SEED + 1), num_intermediates=2,
                         progress=progress)
         out.append(result.images[:real])
     return np.concatenate(out).astype(np.float32)

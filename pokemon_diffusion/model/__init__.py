@@ -1,1 +1,2 @@
-"""The U-Net: ``unet.build_unet(ModelConfig)`` and its registered layers in ``layers``."""
+"""The U-Net: ``unet.build_unet(ModelConfig)``, its registered layers in ``layers`` and the
+layers' fast paths (folded norms, fused BatchNorm) in ``fast_norm``."""

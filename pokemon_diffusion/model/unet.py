@@ -6,7 +6,7 @@
 - ``noisy_images``: float32 ``(B, H, W, C)``, roughly in [-1, 1];
 - ``timesteps``: int32 ``(B,)`` in ``[0, T)``;
 - ``text_embeddings``: float32 ``(B, text_dim)``; all zeros is the unconditional (null) input;
-- output: float32 ``(B, H, W, C)``, ε or v (see ``schedule.split_prediction``).
+- output: float32 ``(B, H, W, C)``, ε or v (see ``NoiseSchedule.epsilon_and_x0``).
 
 Layout (keras-io DDIM U-Net, with DDPM/ADM conditioning): a 3x3 stem; per level
 ``num_res_blocks`` ResBlocks (each followed by self-attention at ``attention_resolutions``) and an

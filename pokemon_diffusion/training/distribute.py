@@ -14,9 +14,8 @@ loss scaling unnecessary.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import Dict, Tuple
 
 import tensorflow as tf
 
@@ -120,20 +119,3 @@ def precision_policy(mixed_precision: bool) -> str:
     if not mixed_precision:
         return "float32"
     return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
-
-
-@contextlib.contextmanager
-def dtype_policy(name: Optional[str]) -> Iterator[None]:
-    """Build models under the Keras dtype policy ``name``, then restore the previous global policy.
-
-    Keras reads the policy when a layer is created, so only model construction needs to be inside.
-    """
-    import keras
-
-    previous: Any = keras.config.dtype_policy()
-    if name:
-        keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)

@@ -2,8 +2,9 @@
 
 Needs ``KERAS_BACKEND=jax`` (Keras fixes its backend per process; ``train --backend jax`` re-runs
 itself with it) and never imports TensorFlow: this is the path for machines that have JAX and no
-TensorFlow. The maths (q_sample, targets, loss, null condition, EMA, clipping, AdamW with the
-warm-up + cosine schedule) is :mod:`.objective`, shared with the TensorFlow :class:`~.trainer.Trainer`;
+TensorFlow. The maths (the schedule's q_sample, targets and loss weights; the loss, null condition,
+EMA, clipping, AdamW with the warm-up + cosine schedule) is ``diffusion/schedule.py`` and
+:mod:`.objective`, shared with the TensorFlow :class:`~.trainer.Trainer`;
 what is JAX's lives here: the state (plain arrays), the gradients, the compilation, and the
 spreading of a batch over devices (``keras.distribution.DataParallel``).
 
@@ -27,25 +28,17 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import CheckpointError, ConfigError
-from ..diffusion.weighting import loss_weights
+from ..diffusion.schedule import make_schedule
 from ..run_dir import save_model_atomic
-from .objective import (alphas_cumprod_table, clip_by_global_norm, ema_decay, ema_update, held_out_loss,
-                        heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target)
+from .jax_checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from .run_loop import Restored
+from .objective import (clip_by_global_norm, dtype_policy, ema_decay, ema_update, held_out_loss, heldout_error,
+                        make_optimizer, null_condition, per_example_loss)
 
 logger = logging.getLogger(__name__)
 
 STATE_PARTS = ("trainable", "non_trainable", "optimizer", "ema_trainable", "ema_non_trainable")
 State = Dict[str, List[Any]]
-
-
-@contextlib.contextmanager
-def _dtype_policy(name: str):
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
 
 
 def _is_float(array: Any) -> bool:
@@ -92,15 +85,13 @@ class JaxTrainer:
                               f"of devices ({len(self.devices)}), so each gets the same share")
         self.distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
         self.policy = "mixed_bfloat16" if tc.mixed_precision else "float32"
-        self.alphas_cumprod = alphas_cumprod_table(config.diffusion)
-        self.prediction = config.diffusion.prediction
+        self.schedule = make_schedule(config.diffusion)
         # per-timestep loss weights: 1, or Min-SNR-γ (Hang et al. 2023), as in the TensorFlow step
-        self.loss_weights = loss_weights(self.alphas_cumprod, self.prediction, config.train.loss_weighting,
-                                         config.train.min_snr_gamma)
+        self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)
         size, channels = config.model.image_size, config.model.channels
         self.image_shape = (size, size, channels)
         with self._scope():
-            with _dtype_policy(self.policy):
+            with dtype_policy(self.policy):
                 self.model = model_fn(config.model)
             self.optimizer = make_optimizer(tc, self.total_steps, self.model)
             self.optimizer.build(self.model.trainable_variables)
@@ -117,6 +108,11 @@ class JaxTrainer:
         self._step = jax.jit(self._train_step)
         self._evaluate = jax.jit(self._eval_losses)
         self._export_model: Optional[Any] = None
+        self.step = 0  # updates done
+        self.examples_seen = 0  # stream elements consumed: where a resumed stream starts
+        self.pending: List[Tuple[int, Any, Any]] = []  # (step, loss, finite) device scalars since the last drain
+        self.checkpoint_dir: Optional[Path] = None
+        self.max_checkpoints = 1
 
     def _scope(self):
         return self.distribution.scope() if self.distribution is not None else contextlib.nullcontext()
@@ -125,7 +121,7 @@ class JaxTrainer:
 
     def _draws(self, key: Any, index: Any) -> Tuple[Any, Any, Any]:
         """Per-example (t, ε, drop) keyed by (step key, stream position)."""
-        timesteps, cond_drop = len(self.alphas_cumprod), self.config.train.cond_drop
+        timesteps, cond_drop = self.schedule.timesteps, self.config.train.cond_drop
 
         def one(position):
             k_t, k_noise, k_drop = jax.random.split(jax.random.fold_in(key, position), 3)
@@ -144,8 +140,8 @@ class JaxTrainer:
         # 2. classifier-free guidance training: some captions become the null condition
         text = null_condition(text, drop)
         # 3. x_t (DDPM eq. 4) and the target (ε, or v)
-        x_t = q_sample(self.alphas_cumprod, images, t, noise)
-        target = training_target(self.alphas_cumprod, self.prediction, images, t, noise)
+        x_t = self.schedule.q_sample(images, t, noise)
+        target = self.schedule.target(images, t, noise)
 
         # 4. the simple loss (DDPM eq. 14), a mean over the global batch, and its gradient
         def loss_fn(trainable):
@@ -165,19 +161,30 @@ class JaxTrainer:
                "ema_trainable": ema_t, "ema_non_trainable": ema_nt}
         return new, loss, jnp.isfinite(loss) & jnp.isfinite(norm)
 
-    def train_step(self, pixels: np.ndarray, flips: np.ndarray, text: np.ndarray, index: np.ndarray,
-                   step: int) -> Tuple[Any, Any]:
-        """One update on a batch (uint8 pixels, flip mask, embeddings, int stream positions) at ``step``.
+    def train_step(self, batch: Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]) -> Any:
+        """One update on a ``BatchStream`` batch (uint8 pixels, flip mask, embeddings, int stream positions).
 
         Returns:
-            ``(loss, finite)`` as device scalars (not waited for: read them when logging).
+            The loss as a device scalar (not waited for: :meth:`drain` reads it with its finiteness).
         """
-        batch = [np.asarray(pixels, np.uint8), np.asarray(flips, bool), np.asarray(text, np.float32),
-                 np.asarray(index % 2**31, np.int32)]  # positions wrap at 2^31: JAX has no int64 by default
+        pixels, flips, text, index = batch
+        arrays = [np.asarray(pixels, np.uint8), np.asarray(flips, bool), np.asarray(text, np.float32),
+                  np.asarray(index % 2**31, np.int32)]  # positions wrap at 2^31: JAX has no int64 by default
         if self.distribution is not None:  # split the batch axis over the devices
-            batch = [jax.device_put(a, self.distribution.get_data_layout(a.shape).backend_layout) for a in batch]
-        self.state, loss, finite = self._step(self.state, *batch, jnp.int32(step))
-        return loss, finite
+            arrays = [jax.device_put(a, self.distribution.get_data_layout(a.shape).backend_layout) for a in arrays]
+        self.state, loss, finite = self._step(self.state, *arrays, jnp.int32(self.step))
+        self.step += 1
+        self.examples_seen += len(index)
+        self.pending.append((self.step, loss, finite))
+        return loss
+
+    def drain(self) -> Tuple[float, int, Optional[int]]:
+        """``(sum of the finite losses, their count, first non-finite step or None)`` since the last drain."""
+        values = [(step, float(loss), bool(finite)) for step, loss, finite in self.pending]
+        self.pending = []
+        bad = next((step for step, _, finite in values if not finite), None)
+        finite = [value for _, value, ok in values if ok]
+        return float(sum(finite)), len(finite), bad
 
     # -- evaluation, reading and writing the state ------------------------------------------
 
@@ -185,7 +192,7 @@ class JaxTrainer:
         def model_fn(x_t):
             return self.model.stateless_call(trainable, non_trainable, [x_t, t, text], training=False)[0]
 
-        return heldout_error(self.alphas_cumprod, self.prediction, x0, t, noise, model_fn)
+        return heldout_error(self.schedule, x0, t, noise, model_fn)
 
     def held_out_loss(self, images: np.ndarray, embeddings: np.ndarray, *, which: str = "ema",
                       timesteps: int = 8, seed: int = 0, batch_size: int = 64) -> Tuple[float, Dict[int, float]]:
@@ -193,19 +200,46 @@ class JaxTrainer:
         prefix = "ema_" if which == "ema" else ""
         trainable, non_trainable = self.state[prefix + "trainable"], self.state[prefix + "non_trainable"]
         return held_out_loss(lambda x0, t, text, noise: self._evaluate(trainable, non_trainable, x0, t, text, noise),
-                             images, embeddings, timesteps=len(self.alphas_cumprod), points=timesteps, seed=seed,
+                             images, embeddings, timesteps=self.schedule.timesteps, points=timesteps, seed=seed,
                              batch_size=batch_size)
 
-    def current_lr(self, step: int) -> float:
-        """The learning rate of update number ``step``."""
+    def current_lr(self) -> float:
+        """The learning rate of the next update."""
         # the optimizer's own ``learning_rate`` reads its ``iterations`` variable, which stateless_apply
         # leaves untouched (the live count is in the state): evaluate the schedule at the step instead
-        return float(self.optimizer._learning_rate(step))
+        return float(self.optimizer._learning_rate(self.step))
+
+    # -- checkpoints (jax_checkpoint.py) ----------------------------------------------------
+
+    def open_checkpoints(self, folder: Path, max_to_keep: int) -> None:
+        """Save checkpoints into ``folder``, keeping the newest ``max_to_keep``."""
+        self.checkpoint_dir, self.max_checkpoints = Path(folder), int(max_to_keep)
+
+    def save(self, elapsed_s: float) -> str:
+        """Write ``jax-ckpt-<step>.npz`` of the whole state; returns its path."""
+        meta = {"step": self.step, "examples_seen": self.examples_seen, "elapsed_s": elapsed_s, "backend": "jax"}
+        return str(save_checkpoint(self.checkpoint_dir, self.step, self.state_arrays(), meta, self.max_checkpoints))
+
+    def restore(self, folder: Optional[Path] = None) -> Optional[Restored]:
+        """Load the newest checkpoint of ``folder`` (default: the one saved to), if any.
+
+        Raises:
+            CheckpointError: it cannot be read, or does not match this model and optimizer.
+        """
+        found = list_checkpoints(Path(folder) if folder is not None else self.checkpoint_dir)
+        if not found:
+            return None
+        path = found[max(found)]
+        arrays, meta = load_checkpoint(path)
+        self.load_state_arrays(arrays, str(path))
+        self.step, self.examples_seen = int(meta["step"]), int(meta["examples_seen"])
+        logger.info("resumed %s at step %d", path, self.step)
+        return Restored(self.step, float(meta["elapsed_s"]), str(path))
 
     def export_ema(self, path: Path) -> None:
         """Save the EMA weights as a float32 Keras model (backend-neutral: TensorFlow loads it)."""
         if self._export_model is None:  # built once, on one device and in float32
-            with _dtype_policy("float32"):
+            with dtype_policy("float32"):
                 self._export_model = self.model_fn(self.config.model)
         export = self._export_model
         pairs = list(zip(export.trainable_variables, self.state["ema_trainable"])) + \

@@ -1,9 +1,12 @@
-"""The diffusion training objective, written once in ``keras.ops`` for every backend.
+"""The rest of the training objective, written once in ``keras.ops`` for every backend.
 
-Both trainers call these functions: the TensorFlow one (``trainer.py``, inside its
-``tf.function``) and the JAX one (``jax_trainer.py``, inside its ``jax.jit``). Only what is
-backend-specific (gradients, compilation, variables, checkpoints) stays in those modules. This
-module imports Keras and NumPy only, never TensorFlow or JAX directly.
+The schedule's formulas (q_sample, the ε / v target, ε̂ from an output, loss weights) are
+:class:`~pokemon_diffusion.diffusion.schedule.NoiseSchedule`'s; here is what training adds around
+them: the loss, the null condition, EMA, clipping, the optimizer, the held-out loss. Both trainers
+call these functions: the TensorFlow one (``trainer.py``, inside its ``tf.function``) and the JAX
+one (``jax_trainer.py``, inside its ``jax.jit``). Only what is backend-specific (gradients,
+compilation, variables, checkpoints) stays in those modules. This module imports Keras and NumPy
+only, never TensorFlow or JAX directly.
 
 References:
     DDPM: Ho et al. 2020, eq. 4 (q(x_t | x_0)) and eq. 14 (the simple loss ‖ε − ε_θ(x_t, t)‖²).
@@ -13,63 +16,26 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Sequence, Tuple
+import contextlib
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import keras
 import numpy as np
 from keras import ops
 
-from ..config import DiffusionConfig, TrainConfig
-from ..diffusion import parametrization
-from ..diffusion.tables import make_schedule
+from ..config import TrainConfig
+from ..diffusion.schedule import NoiseSchedule
 from .lr_schedule import WarmupCosineDecay
 
 
-def alphas_cumprod_table(config: DiffusionConfig) -> np.ndarray:
-    """ᾱ_t for t = 0 .. T−1 as float32: ``make_schedule``'s table (NumPy only, no TensorFlow)."""
-    return make_schedule(config).alphas_cumprod
-
-
-def _at(table: Any, t: Any, ndim: int) -> Any:
-    """``table[t]`` for a batch of timesteps, shaped to broadcast over ``ndim``-d images."""
-    values = ops.take(ops.convert_to_tensor(np.asarray(table, np.float32)), ops.cast(t, "int32"), axis=0)
-    return ops.reshape(values, [-1] + [1] * (ndim - 1))
-
-
-def _coefficients(alphas_cumprod: np.ndarray, t: Any, ndim: int) -> Tuple[Any, Any]:
-    """(√ᾱ_t, √(1−ᾱ_t)) for a batch of timesteps, shaped to broadcast over ``ndim``-d images."""
-    abar = _at(alphas_cumprod, t, ndim)
-    return ops.sqrt(abar), ops.sqrt(1.0 - abar)
-
-
-def q_sample(alphas_cumprod: np.ndarray, x0: Any, t: Any, noise: Any) -> Any:
-    """x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4)."""
-    return parametrization.noised(*_coefficients(alphas_cumprod, t, len(x0.shape)), x0, noise)
-
-
-def training_target(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any, noise: Any) -> Any:
-    """What the network learns: ε, or v = √ᾱ_t·ε − √(1−ᾱ_t)·x_0 (Salimans & Ho eq. 9)."""
-    if prediction == "epsilon":
-        return noise
-    return parametrization.target(prediction, *_coefficients(alphas_cumprod, t, len(x0.shape)), x0, noise)
-
-
-def epsilon_from_output(alphas_cumprod: np.ndarray, prediction: str, x_t: Any, t: Any, output: Any) -> Any:
-    """The noise estimate ε̂ the network's output implies: itself, or √ᾱ_t·v + √(1−ᾱ_t)·x_t for v."""
-    output = ops.cast(output, "float32")
-    if prediction == "epsilon":
-        return output
-    return parametrization.epsilon(prediction, *_coefficients(alphas_cumprod, t, len(x_t.shape)), x_t, output)
-
-
-def heldout_error(alphas_cumprod: np.ndarray, prediction: str, x0: Any, t: Any, noise: Any, model_fn: Callable) -> Any:
+def heldout_error(schedule: NoiseSchedule, x0: Any, t: Any, noise: Any, model_fn: Callable) -> Any:
     """Per-example ‖ε − ε̂‖² of ``model_fn(x_t)`` at (x0, t, noise): the held-out measure.
 
     Always in ε space, whatever the network predicts, so ε- and v-prediction runs (and every
     loss weighting) are judged on one scale; for ε-prediction it equals the training loss.
     """
-    x_t = q_sample(alphas_cumprod, x0, t, noise)
-    return per_example_loss(noise, epsilon_from_output(alphas_cumprod, prediction, x_t, t, model_fn(x_t)))
+    x_t = schedule.q_sample(x0, t, noise)
+    return per_example_loss(noise, schedule.epsilon(x_t, t, ops.cast(model_fn(x_t), "float32")))
 
 
 def null_condition(text: Any, drop: Any) -> Any:
@@ -106,6 +72,21 @@ def clip_by_global_norm(grads: Sequence[Any], clip_norm: float) -> Tuple[List[An
     norm = ops.sqrt(sum(ops.sum(ops.square(ops.cast(g, "float32"))) for g in grads))
     scale = clip_norm / ops.maximum(norm, clip_norm)
     return [g * ops.cast(scale, g.dtype) for g in grads], norm
+
+
+@contextlib.contextmanager
+def dtype_policy(name: Optional[str]) -> Iterator[None]:
+    """Build models under the Keras dtype policy ``name``, then restore the previous global policy.
+
+    Keras reads the policy when a layer is created, so only model construction needs to be inside.
+    """
+    previous: Any = keras.config.dtype_policy()
+    if name:
+        keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_optimizer(config: TrainConfig, total_steps: int, model: Any, loss_scaling: bool = False):

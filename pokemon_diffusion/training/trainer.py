@@ -18,7 +18,6 @@ References:
 from __future__ import annotations
 
 import logging
-import math
 from pathlib import Path
 from typing import Any, Callable, Dict, Optional, Tuple
 
@@ -26,19 +25,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..config import RunConfig, TrainConfig
+from ..config import RunConfig
 from ..diffusion.schedule import make_schedule
-from ..diffusion.weighting import loss_weights
 from ..errors import ConfigError
 from ..run_dir import save_model_atomic
-from .distribute import dtype_policy, make_strategy, precision_policy
+from .distribute import make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
-from .outcome import TrainingDivergedError  # noqa: F401  (raised by the loop; public here)
-from .objective import held_out_loss, heldout_error, make_optimizer, null_condition, per_example_loss, q_sample, training_target
+from .checkpoint import TrainingCheckpoint
+from .run_loop import Restored
+from .objective import dtype_policy, held_out_loss, heldout_error, make_optimizer, null_condition, per_example_loss
 
 logger = logging.getLogger(__name__)
-
-EVAL_MAX_IMAGES = 256  # held-out images used for the validation loss (a fixed subset)
 
 
 def example_draws(key: tf.Tensor, index: tf.Tensor, image_shape: Tuple[int, ...], timesteps: int,
@@ -72,6 +69,21 @@ def denoising_loss(target: tf.Tensor, prediction: tf.Tensor, global_batch: tf.Te
     return tf.reduce_sum(per_example_loss(target, prediction) * weights) / global_batch
 
 
+def held_out_error_fn(model: Any, config: RunConfig):
+    """``(x0, t, text, noise) -> per-example ‖ε − ε̂‖²`` of ``model`` in inference mode, one ``tf.function``
+    with a free batch axis: what the held-out loss (``objective.held_out_loss``) calls per batch.
+    Needs no optimizer, so ``evaluate`` scores a loaded model with it as training does."""
+    schedule = make_schedule(config.diffusion)
+    size, channels, dim = config.model.image_size, config.model.channels, config.model.text_dim
+    image = tf.TensorSpec([None, size, size, channels], tf.float32)
+    spec = [image, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, dim], tf.float32), image]
+
+    def evaluate(x0, t, text, noise):
+        return heldout_error(schedule, x0, t, noise, lambda x_t: model([x_t, t, text], training=False))
+
+    return tf.function(evaluate, input_signature=spec, autograph=False)
+
+
 class Trainer:
     """Model, EMA model, optimizer, RNG and the compiled train and eval functions of one run.
 
@@ -102,8 +114,7 @@ class Trainer:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
                               f"replicas ({self.replicas}), since each replica needs examples")
         self.schedule = make_schedule(config.diffusion)
-        self.loss_weights = loss_weights(self.schedule.alphas_cumprod, config.diffusion.prediction,
-                                         tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
+        self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
         size, channels = config.model.image_size, config.model.channels
@@ -129,6 +140,7 @@ class Trainer:
         self.train_step: Optional[Any] = None
         self._eval_fns: Dict[str, Any] = {}
         self._export_model: Optional[Any] = None
+        self.checkpoint: Optional[TrainingCheckpoint] = None
 
     # -- the train step ---------------------------------------------------------------------
 
@@ -164,8 +176,8 @@ class Trainer:
         # 2. classifier-free guidance training: some captions become the null condition
         text = null_condition(text, drop)
         # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
-        x_t = q_sample(self.schedule.alphas_cumprod, images, t, noise)
-        target = training_target(self.schedule.alphas_cumprod, self.schedule.prediction, images, t, noise)
+        x_t = self.schedule.q_sample(images, t, noise)
+        target = self.schedule.target(images, t, noise)
         # the loss is a mean over the GLOBAL batch (summed across replicas), whatever the split
         global_batch = tf.cast(tf.shape(images)[0], tf.float32)
         if self.replicas > 1:
@@ -225,17 +237,7 @@ class Trainer:
     def _eval_fn(self, which: str):
         """Per-example denoising loss of the EMA ("ema") or raw ("raw") model, inference mode."""
         if which not in self._eval_fns:
-            model = self.ema_model if which == "ema" else self.model
-            h, w, c = self.image_shape
-            dim = self.config.model.text_dim
-            spec = [tf.TensorSpec([None, h, w, c], tf.float32), tf.TensorSpec([None], tf.int32),
-                    tf.TensorSpec([None, dim], tf.float32), tf.TensorSpec([None, h, w, c], tf.float32)]
-
-            def evaluate(x0, t, text, noise):
-                return heldout_error(self.schedule.alphas_cumprod, self.schedule.prediction, x0, t, noise,
-                                     lambda x_t: model([x_t, t, text], training=False))
-
-            self._eval_fns[which] = tf.function(evaluate, input_signature=spec, autograph=False)
+            self._eval_fns[which] = held_out_error_fn(self.ema_model if which == "ema" else self.model, self.config)
         return self._eval_fns[which]
 
     def held_out_loss(self, images: np.ndarray, embeddings: np.ndarray, *, which: str = "ema",
@@ -259,23 +261,48 @@ class Trainer:
         return held_out_loss(self._eval_fn(which), images, embeddings, timesteps=self.schedule.timesteps,
                              points=timesteps, seed=seed, batch_size=batch_size)
 
-    # -- reading state ----------------------------------------------------------------------
+    # -- reading state, checkpoints ----------------------------------------------------------
 
     def current_lr(self) -> float:
         """The learning rate of the next update."""
         return float(keras.ops.convert_to_numpy(self.optimizer.learning_rate))
 
-    def pop_mean_loss(self) -> Optional[float]:
-        """Mean finite training loss since the last call (None if no step), and reset the sums."""
-        count = int(self.loss_count.numpy())
-        total = float(self.loss_sum.numpy())
+    def drain(self) -> Tuple[float, int, Optional[int]]:
+        """``(sum of the finite losses, their count, first non-finite step or None)`` since the last
+        drain (waits for the device); resets the sums."""
+        bad = int(self.nonfinite_step.numpy())
+        total, count = float(self.loss_sum.numpy()), int(self.loss_count.numpy())
         self.loss_sum.assign(0.0)
         self.loss_count.assign(0)
-        return total / count if count else None
+        return total, count, bad if bad >= 0 else None
 
-    def first_nonfinite_step(self) -> Optional[int]:
-        value = int(self.nonfinite_step.numpy())
-        return value if value >= 0 else None
+    def open_checkpoints(self, folder: Path, max_to_keep: int) -> None:
+        """Save checkpoints of the whole state (``checkpoint.TrainingCheckpoint``) into ``folder``."""
+        self.checkpoint = TrainingCheckpoint(folder, model=self.model, ema_model=self.ema_model,
+                                             optimizer=self.optimizer, step=self.step, generator=self.generator,
+                                             elapsed=self.elapsed, examples_seen=self.examples_seen,
+                                             max_to_keep=max_to_keep)
+
+    def save(self, elapsed_s: float) -> str:
+        """Write a checkpoint numbered by the step (after :meth:`open_checkpoints`); returns its path prefix."""
+        self.elapsed.assign(elapsed_s)
+        return self.checkpoint.save()
+
+    def restore(self, folder: Optional[Path] = None) -> Optional[Restored]:
+        """Restore the newest readable checkpoint of ``folder`` (default: the one saved to), if any.
+
+        Raises:
+            CheckpointError: see ``TrainingCheckpoint.restore_latest``.
+        """
+        step = self.checkpoint.restore_latest(folder)
+        if step is None:
+            return None
+        if step and not self.checkpoint.restored_examples_seen:
+            # older checkpoints: the stream advanced one batch per step with this batch size
+            self.examples_seen.assign(step * self.config.train.batch_size)
+            logger.info("checkpoint has no data-stream position; resuming the stream at element %d",
+                        step * self.config.train.batch_size)
+        return Restored(step, float(self.elapsed.numpy()), self.checkpoint.latest)
 
     def export_ema(self, path: Path) -> None:
         """Save the EMA weights as a float32 Keras model (whatever the training dtype policy)."""
@@ -289,13 +316,3 @@ class Trainer:
         for target, source in zip(export.variables, self.ema_model.variables):
             target.assign(np.asarray(source.numpy()))
         save_model_atomic(export, path)
-
-
-# -- helpers of train() -------------------------------------------------------------------------
-
-def total_steps_for(config: TrainConfig, num_train: int) -> int:
-    """The step budget: ``steps``, or ``ceil(epochs · num_train / batch_size)``."""
-    if config.steps is not None:
-        return int(config.steps)
-    return max(1, math.ceil(config.epochs * num_train / config.batch_size))
-

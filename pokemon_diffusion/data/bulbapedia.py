@@ -1,6 +1,0 @@
-"""Moved to :mod:`pokemon_diffusion.collection.bulbapedia`; this import path keeps working (same module object)."""
-
-import sys
-from importlib import import_module
-
-sys.modules[__name__] = import_module("pokemon_diffusion.collection.bulbapedia")
