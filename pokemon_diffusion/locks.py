@@ -74,12 +74,7 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
         yield None
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise _busy(folder, fd) from None
+        _take(fd, folder, fcntl.LOCK_EX)
         try:
             os.ftruncate(fd, 0)
             os.pwrite(fd, f"{os.getpid()} {what}\n".encode(), 0)
@@ -96,6 +91,16 @@ def folder_lock(folder: Union[str, os.PathLike], what: str, *, create: bool = Tr
             os.ftruncate(fd, 0)
     finally:
         os.close(fd)
+
+
+def _take(fd: int, folder: Path, mode: int, reading: Optional[str] = None) -> None:
+    """``flock`` without waiting; FolderBusyError naming the holder when another process has it."""
+    try:
+        fcntl.flock(fd, mode | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise
+        raise _busy(folder, fd, reading=reading) from None
 
 
 @contextlib.contextmanager
@@ -116,12 +121,7 @@ def reader_lock(folder: Union[str, os.PathLike], what: str) -> Iterator[Optional
         yield None
         return
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            raise _busy(folder, fd, reading=what) from None
+        _take(fd, folder, fcntl.LOCK_SH, reading=what)
         logger.debug("locked %s for %s (shared)", folder, what)
         yield folder / LOCK_FILE
     finally:

@@ -1,5 +1,6 @@
 """Shared test set-up: offline, quiet, tiny, and ../shared fixtures when present."""
 
+import logging
 import os
 from pathlib import Path
 
@@ -29,3 +30,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip("../shared is not present")
     return SHARED
+
+
+@pytest.fixture
+def package_log(caplog):
+    """caplog that also sees the package logger after the CLI turned its propagation off."""
+    logger = logging.getLogger("pokemon_diffusion")
+    logger.addHandler(caplog.handler)
+    yield caplog
+    logger.removeHandler(caplog.handler)

@@ -62,3 +62,13 @@ def tiny_config(image_size: int = 16, norm: str = "batch", dropout: float = 0.0,
         diffusion=DiffusionConfig(timesteps=timesteps, prediction=prediction),
         train=TrainConfig(**defaults),
     )
+
+
+def take_batches(ds, batches):
+    """The first ``batches`` batches of a tf.data stream, as lists of NumPy arrays."""
+    out = []
+    for i, batch in enumerate(ds):
+        if i == batches:
+            break
+        out.append([b.numpy() for b in batch])
+    return out

@@ -13,6 +13,7 @@ from pokemon_diffusion.data.dataset import load_examples, make_dataset
 from pokemon_diffusion.errors import ConfigError, DataError
 from pokemon_diffusion.text.embeddings import embed_dataset, load_text_encoder
 from pokemon_diffusion.training.jax_data import BatchStream, TrainingData
+from helpers_training import take_batches
 from tiny_text_models import build_tiny_clip
 
 PIKACHU = dict(name="Pikachu", types=["Electric"], colours=["yellow"], size="small",
@@ -107,33 +108,24 @@ def test_load_examples_pads_caption_embeddings_and_refuses_a_wrong_file(tmp_path
     assert len(examples) == 2 and "0001_p1.captions.npy" in examples.skipped[0]
 
 
-def _streamed(ds, batches):
-    out = []
-    for i, batch in enumerate(ds):
-        if i == batches:
-            break
-        out.append([b.numpy() for b in batch])
-    return out
-
-
 def test_make_dataset_draws_one_caption_per_element_from_the_stream_position():
     n, k = 4, 5
     images = np.zeros((n, 2, 2, 3), np.float32)
     # row j of image i holds (i, j): the drawn row is readable from the embedding
     rows = np.stack(np.meshgrid(np.arange(n), np.arange(k), indexing="ij"), -1).astype(np.float32)
     counts = np.array([5, 1, 3, 2])
-    full = _streamed(make_dataset(images, rows, 4, seed=3, repeat=True, with_index=True, caption_counts=counts), 50)
+    full = take_batches(make_dataset(images, rows, 4, seed=3, repeat=True, with_index=True, caption_counts=counts), 50)
     drawn = np.concatenate([b[1] for b in full]).astype(int)  # (200, 2): image, caption row
     assert np.all(drawn[:, 1] < counts[drawn[:, 0]])  # only real captions, never the padding
     for i, c in enumerate(counts):  # every caption of every image gets drawn, about equally
         got = np.bincount(drawn[drawn[:, 0] == i, 1], minlength=c)
         assert np.all(got > 0) and got.max() <= 4 * got.min() + 3
     # resume at element 20: exactly the same captions as the uninterrupted stream
-    resumed = _streamed(make_dataset(images, rows, 4, seed=3, repeat=True, with_index=True, start_index=20,
+    resumed = take_batches(make_dataset(images, rows, 4, seed=3, repeat=True, with_index=True, start_index=20,
                                      caption_counts=counts), 10)
     np.testing.assert_array_equal(np.concatenate([b[1] for b in resumed]), np.concatenate([b[1] for b in full[5:15]]))
     # another seed draws other captions for the same positions
-    other = _streamed(make_dataset(images, rows, 4, seed=4, repeat=True, with_index=True, caption_counts=counts), 50)
+    other = take_batches(make_dataset(images, rows, 4, seed=4, repeat=True, with_index=True, caption_counts=counts), 50)
     assert not np.array_equal(np.concatenate([b[1] for b in other]), np.concatenate([b[1] for b in full]))
     with pytest.raises(DataError, match="caption_counts"):
         make_dataset(images, rows, 4)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers_training import write_tiny_dataset
+from helpers_training import take_batches, write_tiny_dataset
 from pokemon_diffusion.data.dataset import load_data, load_examples, make_dataset, split_by_pokemon
 from pokemon_diffusion.data.images import read_image
 from pokemon_diffusion.collection.metadata import Entry, read_metadata, write_metadata
@@ -152,31 +152,22 @@ def test_split_edge_cases():
         split_by_pokemon(entries, 1.0)
 
 
-def _stream(ds, batches):
-    out = []
-    for i, batch in enumerate(ds):
-        if i == batches:
-            break
-        out.append([b.numpy() for b in batch])
-    return out
-
-
 def test_make_dataset_batches_shuffles_by_seed_and_flips():
     n = 10
     images = np.zeros((n, 4, 4, 3), np.float32)
     images[:, :, :2] = 1.0  # left half white: a flip moves it right
     embeddings = np.arange(n, dtype=np.float32)[:, None].repeat(2, 1)
-    batches = _stream(make_dataset(images, embeddings, 4, seed=1), 10)
+    batches = take_batches(make_dataset(images, embeddings, 4, seed=1), 10)
     assert [len(b[0]) for b in batches] == [4, 4, 2]  # one epoch, remainder kept
     order = np.concatenate([b[1][:, 0] for b in batches])
     assert sorted(order.tolist()) == list(range(n)) and order.tolist() != list(range(n))
-    again = np.concatenate([b[1][:, 0] for b in _stream(make_dataset(images, embeddings, 4, seed=1), 10)])
+    again = np.concatenate([b[1][:, 0] for b in take_batches(make_dataset(images, embeddings, 4, seed=1), 10)])
     np.testing.assert_array_equal(order, again)
-    other = np.concatenate([b[1][:, 0] for b in _stream(make_dataset(images, embeddings, 4, seed=2), 10)])
+    other = np.concatenate([b[1][:, 0] for b in take_batches(make_dataset(images, embeddings, 4, seed=2), 10)])
     assert other.tolist() != order.tolist()
     flipped = np.concatenate([b[0][:, 0, 0, 0] for b in batches]) == 0.0
     assert 0 < flipped.sum() < n
-    plain = _stream(make_dataset(images, embeddings, 4, shuffle=False, flip=False), 10)
+    plain = take_batches(make_dataset(images, embeddings, 4, shuffle=False, flip=False), 10)
     np.testing.assert_array_equal(np.concatenate([b[1][:, 0] for b in plain]), np.arange(n))
     assert all((b[0][:, :, :2] == 1.0).all() for b in plain)
 
@@ -185,14 +176,14 @@ def test_repeated_stream_reshuffles_and_resumes_at_any_element():
     n = 6
     images = np.random.default_rng(0).uniform(-1, 1, (n, 4, 4, 3)).astype(np.float32)
     embeddings = np.arange(n, dtype=np.float32)[:, None]
-    full = _stream(make_dataset(images, embeddings, 4, seed=5, repeat=True, with_index=True), 6)  # 4 epochs
+    full = take_batches(make_dataset(images, embeddings, 4, seed=5, repeat=True, with_index=True), 6)  # 4 epochs
     ids = np.concatenate([b[1][:, 0] for b in full])
     epochs = ids.reshape(4, n)
     assert all(sorted(e.tolist()) == list(range(n)) for e in epochs)  # each epoch a permutation
     assert len({tuple(e) for e in epochs}) > 1  # reshuffled between epochs
     np.testing.assert_array_equal(np.concatenate([b[2] for b in full]), np.arange(24))
     # resuming at step 3 (element 12) gives exactly the rest of the stream, flips included
-    resumed = _stream(make_dataset(images, embeddings, 4, seed=5, repeat=True, with_index=True, start_index=12), 3)
+    resumed = take_batches(make_dataset(images, embeddings, 4, seed=5, repeat=True, with_index=True, start_index=12), 3)
     for a, b in zip(full[3:], resumed):
         for x, y in zip(a, b):
             np.testing.assert_array_equal(x, y)

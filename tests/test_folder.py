@@ -1,6 +1,5 @@
 """The folder source: names from file names, captions.csv, bad files skipped, output folder left out."""
 
-import logging
 
 import numpy as np
 import pytest
@@ -11,15 +10,6 @@ from pokemon_diffusion.collection.pipeline import collect
 from pokemon_diffusion.collection.folder import folder_records, name_from_file, read_captions
 from pokemon_diffusion.collection.metadata import read_metadata
 from pokemon_diffusion.errors import DataError
-
-
-@pytest.fixture
-def package_log(caplog):
-    """caplog that also sees the package logger after the CLI turned its propagation off."""
-    logger = logging.getLogger("pokemon_diffusion")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 @pytest.fixture

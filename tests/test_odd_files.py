@@ -3,7 +3,6 @@ one image-opening helper refuses them in one line, before any pixel is decoded."
 
 import contextlib
 import json
-import logging
 import os
 import signal
 import struct
@@ -43,14 +42,6 @@ def no_hang(seconds=20):
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
-
-
-@pytest.fixture
-def package_log(caplog):
-    logger = logging.getLogger("pokemon_diffusion")
-    logger.addHandler(caplog.handler)
-    yield caplog
-    logger.removeHandler(caplog.handler)
 
 
 def test_the_helper_refuses_strips_fifos_folders_and_links_out(tmp_path):
