@@ -325,7 +325,7 @@ def test_variety_draws_several_seeds_of_the_first_headline_prompts(tiny_run, emp
 
 
 def test_prompt_forms_in_the_report(tiny_run, empty_keras_home):
-    from pokemon_diffusion.evaluation.evaluate import format_report
+    from pokemon_diffusion.evaluation.report import format_report
 
     run, data = tiny_run
     report = _evaluate(run, data, inception_weights=None, colour_seeds=0, variety_seeds=0, prompt_forms=1,
