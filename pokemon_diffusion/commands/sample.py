@@ -4,7 +4,7 @@ Example::
 
     pokemon-diffusion sample --run runs/demo --prompt "a fire-type dragon Pokémon" --num 4 \\
         --sampler ddim --steps 50 --guidance 3 --seed 0 --out samples.png \\
-        --steps-figure steps.png --gif denoising.gif
+        --steps-figure steps.png --gif denoising.gif --negative-prompt "blurry, dark"
     pokemon-diffusion sample --prompt "a blue water turtle Pokémon" --init-image squirtle.png \
         --strength 0.6 --num 4 --out edits.png                      # image-to-image (SDEdit)
 """
@@ -42,6 +42,10 @@ def add_parser(subparsers):
                         help="run folder written by `train` (default: the shipped reference model)")
     parser.add_argument("--prompt", required=True, action="append", type=_prompt, metavar="TEXT",
                         help="text prompt; repeat for several prompts")
+    parser.add_argument("--negative-prompt", type=_prompt, default=defaults.negative_prompt, metavar="TEXT",
+                        help="what the images should not look like: its embedding (encoded as typed, never "
+                             "enriched) replaces the null condition of guidance, so --guidance W steps away "
+                             "from it; no effect at --guidance 1 (default: none, the null condition)")
     parser.add_argument("--num", type=int_range(1, MAX_IMAGES), default=1, metavar="N",
                         help="images per prompt (default: %(default)s)")
     add_sampler_arguments(parser, steps_help="DDIM steps (default: {default}, at most the run's T); DDPM always "
@@ -97,7 +101,7 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         eta=0.0 if args.eta is None else args.eta,
                         num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
                         else args.intermediates, enrich=args.enrich,
-                        clip_x0=not args.no_clip, seed=args.seed)
+                        clip_x0=not args.no_clip, seed=args.seed, negative_prompt=args.negative_prompt)
 
 
 def _check_edit_flags(args) -> None:
