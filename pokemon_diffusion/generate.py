@@ -179,12 +179,13 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     return result, [p for p in prompts for _ in range(num)]
 
 
-def save_outputs(result, labels: Sequence[str], out: PathLike, *, steps_figure: Optional[PathLike] = None,
+def save_outputs(result, labels: Sequence[str], out: Optional[PathLike], *, steps_figure: Optional[PathLike] = None,
                  gif: Optional[PathLike] = None) -> List[Path]:
-    """Write the captioned grid, and optionally the denoising-steps figure and GIF (atomically)."""
+    """Write the captioned grid (unless ``out`` is None), and optionally the denoising-steps figure
+    and GIF (atomically). One PNG per image with its metadata: ``image_files.save_images``."""
     from .viz import plot_denoising_steps, plot_samples, save_denoising_gif, save_figure
 
-    written = [save_figure(plot_samples(result.images, list(labels)), out)]
+    written = [save_figure(plot_samples(result.images, list(labels)), out)] if out is not None else []
     if steps_figure:
         written.append(save_figure(plot_denoising_steps(result, prompts=list(labels)), steps_figure))
     if gif:

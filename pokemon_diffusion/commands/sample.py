@@ -7,12 +7,14 @@ Example::
         --steps-figure steps.png --gif denoising.gif --negative-prompt "blurry, dark"
     pokemon-diffusion sample --prompt "a blue water turtle Pokémon" --init-image squirtle.png \
         --strength 0.6 --num 4 --out edits.png                      # image-to-image (SDEdit)
+    pokemon-diffusion sample --prompt "Pikachu" --num 4 --out-dir pikachu/  # one PNG per image, with metadata
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from ..config import SampleConfig
 from ..errors import ConfigError
@@ -29,6 +31,12 @@ def _prompt(text: str) -> str:
     if not text.strip():
         raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a non-empty prompt")
     return text.strip()
+
+
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a folder name")
+    return text
 
 
 def add_parser(subparsers):
@@ -58,8 +66,12 @@ def add_parser(subparsers):
                         help=f"denoising steps kept for --steps-figure/--gif (default: {defaults.num_intermediates})")
     parser.add_argument("--no-clip", action="store_true",
                         help="do not clip each step's estimate of the clean image to [-1, 1]")
-    parser.add_argument("--out", required=True, type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
-                        help="captioned grid of the generated images")
+    parser.add_argument("--out", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
+                        help="captioned grid of the generated images (this and/or --out-dir)")
+    parser.add_argument("--out-dir", type=_folder, metavar="DIR", default=None,
+                        help="one PNG per image, DIR/NNN_PROMPT_seedS.png, with the prompt (as typed and as "
+                             "encoded), seed, steps, sampler, guidance, negative prompt and model in its text "
+                             "chunks (a `parameters` chunk as the web UIs write it, and one chunk per key)")
     parser.add_argument("--steps-figure", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
                         help="also write the denoising steps (rows = images, columns = t)")
     parser.add_argument("--gif", type=suffix_path((".gif",)), metavar="FILE.gif",
@@ -124,6 +136,9 @@ def run(args) -> int:
     from ..generate import generate, save_outputs
 
     prompts = list(args.prompt)
+    if args.out is None and args.out_dir is None:
+        raise ConfigError("--out FILE.png / --out-dir DIR: got neither; allowed: either or both (a captioned grid, "
+                          "one PNG per image)")
     _check_edit_flags(args)
     if len(prompts) * args.num > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x --num {args.num} = {len(prompts) * args.num} images; "
@@ -131,8 +146,8 @@ def run(args) -> int:
     # 0. every output writable now: a read-only or full folder fails here, not after the sampling
     from ..atomic import check_writable
 
-    for path in (args.out, args.steps_figure, args.gif):
-        if path is not None:
+    for path in (args.out, args.steps_figure, args.gif, args.out_dir and Path(args.out_dir) / "000.png"):
+        if path:
             check_writable(path)
     # 1. the run (EMA model, schedule) and the flags checked against it
     if args.run is None:
@@ -146,17 +161,25 @@ def run(args) -> int:
         loaded = load_run(args.run)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
+    edited = {}  # an edit's settings, for the metadata of --out-dir's files
     if args.init_image is not None:
         from ..data.images import read_image
         from ..generate import edit
 
         size = loaded.config.model.image_size
         image = read_image(args.init_image, (size, size))  # DataError: missing, not a regular file (a FIFO), too large
-        result, labels = edit(loaded, prompts, image, strength=0.6 if args.strength is None else args.strength,
-                              num=args.num, config=config, text_encoder=args.text_encoder)
+        edited = {"strength": 0.6 if args.strength is None else args.strength, "init_image": Path(args.init_image).name}
+        result, labels = edit(loaded, prompts, image, strength=edited["strength"], num=args.num, config=config,
+                              text_encoder=args.text_encoder)
     else:
         result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
     log.info("seed %d (pass --seed %d to repeat)", result.seed, result.seed)
     # 3. the files, each written atomically
     save_outputs(result, labels, args.out, steps_figure=args.steps_figure, gif=args.gif)
+    if args.out_dir is not None:
+        from ..image_files import save_images
+        from ..pretrained import model_name
+
+        save_images(result, [p for p in prompts for _ in range(args.num)], args.out_dir, encoded=labels,
+                    model=model_name(loaded), negative_prompt=config.negative_prompt, extra=edited)
     return 0

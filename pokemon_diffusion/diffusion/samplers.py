@@ -85,6 +85,16 @@ class SampleResult:
     eta: float
     seconds: float
 
+    def to_uint8(self) -> np.ndarray:
+        """The images as uint8 pixels (B, H, W, C), 0 to 255: what an image file holds."""
+        return np.clip(np.round((self.images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+    def to_pil(self) -> list:
+        """The images as PIL images (RGB; L for one channel), ready to ``.save(path)``."""
+        from ..image_files import to_pil
+
+        return to_pil(self.images)
+
 
 # --------------------------------------------------------------------------------------------
 # Checks done before any compute.
