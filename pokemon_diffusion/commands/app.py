@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_extra
 from ._args import int_range
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,7 @@ def _stop(signum, frame):
 
 
 def run(args) -> int:
+    require_extra(("gradio",), extra="app", what="pokemon-diffusion app")
     session = load_session(args.run, args.model, args.text_encoder)
     # SIGTERM (a service manager, `kill`) stops the page as Ctrl+C does, files removed
     signal.signal(signal.SIGTERM, _stop)
