@@ -115,8 +115,10 @@ def export_pretrained(run_dir: PathLike, dest: PathLike, **facts: Any) -> Dict[s
 
 def model_name(run: LoadedRun) -> str:
     """What a run is called in the files it makes: the manifest's name (the shipped model's), else
-    its folder's name."""
+    ``hf://owner/repo@commit`` for a Hub run, else its folder's name."""
+    from .hub import hub_name
+
     try:
         return str(json.loads((Path(run.path) / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
     except (OSError, ValueError, KeyError, TypeError):
-        return Path(run.path).name or str(run.path)
+        return hub_name(run.path) or Path(run.path).name or str(run.path)

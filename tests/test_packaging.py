@@ -17,7 +17,7 @@ requirements = pytest.importorskip("packaging.requirements")
 DISTRIBUTIONS = {"PIL": "pillow", "cv2": "opencv-python-headless", "bs4": "beautifulsoup4", "yaml": "pyyaml"}
 # modules behind an extra, and the core modules that import an extra's module only inside a function
 EXTRA_MODULES = {"gradio": "app", "torch": "clip", "transformers": "clip", "jax": "jax", "selenium": "test",
-                 "huggingface_hub": "clip"}
+                 "huggingface_hub": "hub"}
 EXTRA_PATHS = ("app/", "training/jax_", "text/encoders.py")  # their top-level imports are of extras
 
 
@@ -41,7 +41,7 @@ def test_metadata_is_pep_621_in_pyproject_only():
     assert not (ROOT / "setup.cfg").exists() and not (ROOT / "setup.py").exists()
     assert meta["name"] == "pokemon-diffusion" and meta["license"] == "MIT" and "version" in meta["dynamic"]
     assert meta["scripts"] == {"pokemon-diffusion": "pokemon_diffusion.cli:main"}
-    assert set(meta["optional-dependencies"]) == {"app", "clip", "jax", "test"}
+    assert set(meta["optional-dependencies"]) == {"app", "clip", "hub", "jax", "test"}
     assert "MIT License" in (ROOT / "LICENSE").read_text(encoding="utf-8")
     assert (ROOT / "pokemon_diffusion" / "py.typed").is_file()
     core = {requirements.Requirement(r).name for r in meta["dependencies"]}

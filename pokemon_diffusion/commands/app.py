@@ -27,7 +27,8 @@ def add_parser(subparsers):
                     "and the denoising (GIF). Local and offline: binds 127.0.0.1 unless --host says "
                     "otherwise, no analytics, no share link.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", metavar="RUN", default=None, help="run folder written by `train`")
+    source.add_argument("--run", metavar="RUN", default=None,
+                        help="run folder written by `train`, or hf://OWNER/REPO[@REVISION] on the Hugging Face Hub")
     source.add_argument("--model", metavar="NAME", default=None,
                         help="a shipped model (reference) or a folder made by export_pretrained "
                              "(default: the shipped reference model)")

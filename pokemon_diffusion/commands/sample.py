@@ -47,7 +47,9 @@ def add_parser(subparsers):
                     "schedule, with DDIM or DDPM and classifier-free guidance; write a captioned "
                     "grid, optionally the denoising steps (figure and GIF).")
     parser.add_argument("--run", metavar="RUN", default=None,
-                        help="run folder written by `train` (default: the shipped reference model)")
+                        help="run folder written by `train`, or a run on the Hugging Face Hub: "
+                             "hf://OWNER/REPO[@REVISION] (downloaded once into the local cache) "
+                             "(default: the shipped reference model)")
     parser.add_argument("--prompt", required=True, action="append", type=_prompt, metavar="TEXT",
                         help="text prompt; repeat for several prompts")
     parser.add_argument("--negative-prompt", type=_prompt, default=defaults.negative_prompt, metavar="TEXT",
