@@ -21,7 +21,7 @@ from .logging_utils import setup_logging, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app")
+COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app", "export")
 TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo", "app")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
