@@ -58,7 +58,14 @@ def test_a_malformed_hub_ref_is_one_line_naming_the_form(text):
         parse_hub_ref(text)
 
 
-def test_load_run_from_the_hub_cache_at_a_branch_or_a_pinned_commit(hub, tiny_run):
+def test_load_run_from_the_hub_cache_at_a_branch_or_a_pinned_commit(hub, tiny_run, caplog):
+    import logging
+
+    logger = logging.getLogger("pokemon_diffusion")
+    attach = not logger.propagate  # the CLI's setup_logging stops propagation; else caplog sees records already
+    if attach:
+        logger.addHandler(caplog.handler)
+    caplog.set_level(logging.INFO, logger="pokemon_diffusion")
     local = load_run(tiny_run)
     for ref in ("hf://owner/tiny-run", f"hf://owner/tiny-run@{COMMIT}"):
         run = load_run(ref)
@@ -67,6 +74,10 @@ def test_load_run_from_the_hub_cache_at_a_branch_or_a_pinned_commit(hub, tiny_ru
         for a, b in zip(run.model.get_weights(), local.model.get_weights()):
             np.testing.assert_array_equal(a, b)
     assert hub_name(run.path) == f"hf://owner/tiny-run@{COMMIT[:12]}"
+    if attach:
+        logger.removeHandler(caplog.handler)
+    pins = [r.getMessage() for r in caplog.records if "to pin it" in r.getMessage()]
+    assert pins == [f"run hf://owner/tiny-run is commit {COMMIT} (pass hf://owner/tiny-run@{COMMIT} to pin it)"]
 
 
 @pytest.mark.parametrize("ref, message", [
@@ -87,6 +98,6 @@ def test_sample_run_hf_writes_the_hub_name_into_the_pngs(hub, encoder, tmp_path,
     png, = out.iterdir()
     with Image.open(png) as image:
         assert image.text["model"] == f"hf://owner/tiny-run@{COMMIT[:12]}"
-    assert f"pass hf://owner/tiny-run@{COMMIT} to pin it" in capsys.readouterr().err
+    capsys.readouterr()
     assert main(["sample", "--run", "hf://owner/tiny-run@nope", "--prompt", "a ghost", "--out-dir", str(out)]) == 2
     assert "run hf://owner/tiny-run@nope: not in the local Hugging Face cache" in one_line_error(capsys)
