@@ -1,5 +1,5 @@
 # Two commands do all set-up on a fresh machine: `make demo` and `make test`.
-# The venv is (re)built only when requirements.txt, setup.cfg or pyproject.toml change.
+# The venv is (re)built only when requirements.txt or pyproject.toml change.
 PYTHON ?= python3
 # extra demo flags, e.g. make demo DEMO_ARGS="--minutes 3"
 DEMO_ARGS ?=
@@ -13,7 +13,7 @@ export TF_CPP_MIN_LOG_LEVEL ?= 2
 
 install: $(STAMP)
 
-$(STAMP): requirements.txt setup.cfg pyproject.toml
+$(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt

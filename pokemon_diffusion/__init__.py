@@ -41,6 +41,7 @@ _LAZY = {
     "TrainingDivergedError": ".training.run_loop", "evaluate": ".evaluation.evaluate",
     "load_run": ".run_dir", "load_pretrained": ".pretrained",
     "generate": ".generate", "edit": ".generate", "save_outputs": ".generate", "run_demo": ".demo",
+    "save_images": ".image_files", "model_name": ".pretrained",
     # figures
     "plot_denoising_steps": ".viz", "plot_samples": ".viz", "save_denoising_gif": ".viz",
     "plot_training_curves": ".viz", "save_figure": ".viz",

@@ -21,7 +21,7 @@ from .logging_utils import setup_logging, start_tensorflow_quietly
 
 log = logging.getLogger(__name__)
 
-COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app")
+COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app", "export")
 TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo", "app")
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -62,13 +62,28 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers.required = True
     for name in COMMANDS:
         import_module(f".commands.{name}", __package__).add_parser(subparsers)
+    for sub in subparsers.choices.values():  # the same flags after the subcommand: `collect ... --quiet`
+        after = sub.add_argument_group("global options (also accepted before the command)")
+        after.add_argument("-v", "--verbose", dest="verbose_after", action="count", default=0,
+                           help="more log output (-vv for debug)")
+        after.add_argument("-q", "--quiet", dest="quiet_after", action="store_true",
+                           help="warnings and errors only, no progress bars")
     return parser
+
+
+def _merge_global_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.Namespace:
+    """-v counts wherever it is given (`-v sample ... -v` is -vv); -q and -v together are refused."""
+    args.verbose += vars(args).pop("verbose_after", 0)
+    args.quiet = bool(vars(args).pop("quiet_after", False)) or args.quiet
+    if args.quiet and args.verbose:
+        parser.error("-q/--quiet and -v/--verbose: got both; allowed: one of them")
+    return args
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the console script. Returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _merge_global_flags(parser, parser.parse_args(argv))
     setup_logging(-1 if args.quiet else args.verbose)
     on_main_thread = threading.current_thread() is threading.main_thread()
     # SIGTERM like Ctrl-C: temp files are removed on the way out (train and app install their own handlers)

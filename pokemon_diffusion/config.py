@@ -372,8 +372,11 @@ class SampleConfig(BaseConfig):
     clip_x0: bool = True
     seed: Optional[int] = None
     enrich: bool = True  # a Pokémon's name in a prompt gets its known description (prompts.py)
+    negative_prompt: Optional[str] = None  # guidance steps away from it (None: the null condition, zeros)
 
     def validate(self) -> None:
+        self._check("negative_prompt", self.negative_prompt is None or bool(self.negative_prompt.strip()),
+                    "None or a non-empty text")
         self._choice("sampler")
         self._range("steps", 1, 10_000)
         self._range("guidance_scale", 0.0, 50.0)

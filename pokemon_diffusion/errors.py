@@ -2,7 +2,7 @@
 
 import errno
 import os
-from typing import Optional, Union
+from typing import Optional, Sequence, Type, Union
 
 
 class PokemonDiffusionError(Exception):
@@ -63,3 +63,15 @@ def write_failed(path: Union[str, "os.PathLike[str]", None], exc: BaseException)
     where = path if path is not None else getattr(exc, "filename", None)
     return WriteError(f"cannot write {where}: {WRITE_FAILURES[code]}; free space or choose a writable "
                       "folder, then run the command again", code)
+
+
+def require_extra(modules: Sequence[str], *, extra: str, what: str,
+                  error: Type[PokemonDiffusionError] = PokemonDiffusionError) -> None:
+    """Raise ``error`` in one line when an optional dependency of ``what`` is not installed,
+    naming the pip extra that brings it (``pyproject.toml``'s optional-dependencies)."""
+    from importlib.util import find_spec
+
+    missing = [name for name in modules if find_spec(name) is None]
+    if missing:
+        raise error(f"{what} needs {' and '.join(missing)}, which is not installed; allowed: "
+                    f"pip install \"pokemon-diffusion[{extra}]\"")

@@ -59,13 +59,38 @@ def prompt_texts(run: LoadedRun, prompts: Sequence[str], enrich: bool = True) ->
     return [item.text for item in enrich_prompts(prompts, run.name_table if enrich else None, enrich)]
 
 
+def _encode(run: LoadedRun, prompts: List[str], config: SampleConfig, text_encoder: Optional[str], encoder,
+            embeddings: Optional[np.ndarray]):
+    """(prompts as encoded, their embeddings, the negative prompt's embedding or None), encoded in
+    one call with one encoder; the negative prompt is encoded as typed (no enrichment)."""
+    negative = config.negative_prompt
+    if embeddings is not None:
+        texts = [negative] if negative else []
+    else:
+        prompts = prompt_texts(run, prompts, config.enrich)
+        texts = prompts + ([negative] if negative else [])
+    if not texts:
+        return prompts, embeddings, None
+    if encoder is None:
+        from .text.registry import load_encoder_matching
+
+        encoder = load_encoder_matching(run.encoder, text_encoder)
+    encoded = encode_prompts(run, texts, encoder=encoder)
+    if negative:
+        log.info("negative prompt: %r (guidance steps away from it)", negative)
+    return (prompts, encoded[:len(prompts)] if embeddings is None else embeddings,
+            encoded[-1] if negative else None)
+
+
 def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
              config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
-             embeddings: Optional[np.ndarray] = None):
+             embeddings: Optional[np.ndarray] = None, negative_prompt: Optional[str] = None):
     """Sample ``num`` images per prompt with the run's EMA model and schedule.
 
     With ``config.enrich`` (the default) a Pokémon name in a prompt gets the run's description of
     that Pokémon first (:func:`prompt_texts`); ``embeddings`` given skip the text altogether.
+    ``negative_prompt`` (or ``config.negative_prompt``; the argument wins when given) is encoded
+    as typed with the same encoder and takes the null condition's place in guidance.
 
     Returns:
         ``(SampleResult, labels)``: images are prompt-major (prompt 0's ``num`` images first);
@@ -80,22 +105,23 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
     prompts = list(prompts)
     if not prompts:
         raise ConfigError("prompts: got none; allowed: at least one non-empty prompt")
+    if negative_prompt is not None:
+        config = config.replace(negative_prompt=negative_prompt)  # checked there: a non-empty text
     timesteps = run.config.diffusion.timesteps
     steps = None
     if config.sampler == "ddim":
         steps = min(config.steps, timesteps)
         if config.steps > timesteps:
             log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
-    if embeddings is None:
-        prompts = prompt_texts(run, prompts, config.enrich)
-        embeddings = encode_prompts(run, prompts, text_encoder=text_encoder, encoder=encoder)
+    prompts, embeddings, negative_emb = _encode(run, prompts, config, text_encoder, encoder, embeddings)
     model = run.config.model
     shape = (len(prompts) * num, model.image_size, model.image_size, model.channels)
     log.info("sampling %d image(s) of %dx%d with %s (%s steps), guidance %g", shape[0], shape[1], shape[2],
              config.sampler, steps or timesteps, config.guidance_scale)
     result = sample(run.model, embeddings, shape, schedule=run.schedule, sampler=config.sampler, steps=steps,
                     eta=config.eta if config.sampler == "ddim" else 0.0, guidance_scale=config.guidance_scale,
-                    seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0)
+                    seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0,
+                    negative_emb=negative_emb)
     log.info("sampled in %.1f s (%.2f s per image); seed %d", result.seconds, result.seconds / shape[0],
              result.seed)
     labels = [p for p in prompts for _ in range(num)]
@@ -105,7 +131,8 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
 def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength: float = 0.6, num: int = 1,
          config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
          embeddings: Optional[np.ndarray] = None):
-    """Image-to-image (SDEdit): ``image`` noised to ``strength`` of T, then denoised with each prompt.
+    """Image-to-image (SDEdit): ``image`` noised to ``strength`` of T, then denoised with each prompt
+    (and away from ``config.negative_prompt``, as in :func:`generate`).
 
     ``strength`` near 0 keeps the picture, 1 starts from (almost) pure noise; in between the
     layout survives and the prompt (with guidance ``config.guidance_scale``) sets the rest. DDIM
@@ -138,27 +165,27 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     level = int(round(float(strength) * (timesteps - 1)))
     steps = max(1, int(round(min(config.steps, timesteps) * float(strength))))
     seed = _resolve_seed(config.seed)
-    if embeddings is None:
-        prompts = prompt_texts(run, prompts, config.enrich)
-        embeddings = encode_prompts(run, prompts, text_encoder=text_encoder, encoder=encoder)
+    prompts, embeddings, negative_emb = _encode(run, prompts, config, text_encoder, encoder, embeddings)
     batch = np.repeat(np.asarray(image, dtype=np.float32)[None], len(prompts) * num, axis=0)
     log.info("editing the image with %d prompt(s) x %d: noised to t = %d of %d, %d DDIM steps, guidance %g",
              len(prompts), num, level, timesteps, steps, config.guidance_scale)
     started = time.perf_counter()
     images = reconstruct(run.model, batch, embeddings, level, schedule=run.schedule, steps=steps,
-                         guidance_scale=config.guidance_scale, seed=seed, clip_x0=config.clip_x0)
+                         guidance_scale=config.guidance_scale, seed=seed, clip_x0=config.clip_x0,
+                         negative_emb=negative_emb)
     result = SampleResult(images=images, intermediates=images[None], timesteps=np.array([0]), seed=seed,
                           sampler="ddim", steps=steps, guidance_scale=config.guidance_scale, eta=0.0,
                           seconds=time.perf_counter() - started)
     return result, [p for p in prompts for _ in range(num)]
 
 
-def save_outputs(result, labels: Sequence[str], out: PathLike, *, steps_figure: Optional[PathLike] = None,
+def save_outputs(result, labels: Sequence[str], out: Optional[PathLike], *, steps_figure: Optional[PathLike] = None,
                  gif: Optional[PathLike] = None) -> List[Path]:
-    """Write the captioned grid, and optionally the denoising-steps figure and GIF (atomically)."""
+    """Write the captioned grid (unless ``out`` is None), and optionally the denoising-steps figure
+    and GIF (atomically). One PNG per image with its metadata: ``image_files.save_images``."""
     from .viz import plot_denoising_steps, plot_samples, save_denoising_gif, save_figure
 
-    written = [save_figure(plot_samples(result.images, list(labels)), out)]
+    written = [save_figure(plot_samples(result.images, list(labels)), out)] if out is not None else []
     if steps_figure:
         written.append(save_figure(plot_denoising_steps(result, prompts=list(labels)), steps_figure))
     if gif:

@@ -111,3 +111,14 @@ def export_pretrained(run_dir: PathLike, dest: PathLike, **facts: Any) -> Dict[s
                 "bytes": sum((dest / name).stat().st_size for name in names)}
     atomic_write_text(dest / MANIFEST_FILE, json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def model_name(run: LoadedRun) -> str:
+    """What a run is called in the files it makes: the manifest's name (the shipped model's), else
+    ``hf://owner/repo@commit`` for a Hub run, else its folder's name."""
+    from .hub import hub_name
+
+    try:
+        return str(json.loads((Path(run.path) / MANIFEST_FILE).read_text(encoding="utf-8"))["name"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return hub_name(run.path) or Path(run.path).name or str(run.path)

@@ -130,15 +130,21 @@ def save_model_atomic(model: Any, path: os.PathLike | str) -> None:
 
 
 def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> LoadedRun:
-    """Load a run folder written by ``train`` (see the module docstring).
+    """Load a run folder written by ``train`` (see the module docstring), or one on the Hugging
+    Face Hub: ``"hf://owner/repo[@revision]"`` (downloaded once into the local cache, ``hub.py``).
 
     Raises:
-        CheckpointError: the folder or one of its files is missing or unreadable.
+        CheckpointError: the folder or one of its files is missing or unreadable; a Hub run that
+            cannot be had (see ``hub.download_run``).
     """
     import keras
 
     from .model import layers  # noqa: F401  (registers the custom layers for deserialisation)
 
+    if isinstance(run_dir, str) and run_dir.startswith("hf://"):
+        from .hub import download_run
+
+        run_dir = download_run(run_dir)
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir} (train one with `pokemon-diffusion train`)")

@@ -75,6 +75,29 @@ def test_bad_fields_are_refused_naming_the_field(fields, message):
         parse_request(*values.values(), timesteps=T)
 
 
+def test_the_negative_prompt_is_optional_and_checked():
+    assert parse_request("x", 1, "ddim", 5, 3, "", timesteps=T).negative_prompt is None
+    for blank in ("", "   ", None):
+        assert parse_request("x", 1, "ddim", 5, 3, "", timesteps=T, negative=blank).negative_prompt is None
+    assert parse_request("x", 1, "ddim", 5, 3, "", timesteps=T, negative=" blurry ").negative_prompt == "blurry"
+    with pytest.raises(ConfigError, match="Negative prompt: got 301 characters; allowed: at most 300"):
+        parse_request("x", 1, "ddim", 5, 3, "", timesteps=T, negative="n" * 301)
+    with pytest.raises(ConfigError, match="Negative prompt: got 5; allowed: a text, or blank for none"):
+        parse_request("x", 1, "ddim", 5, 3, "", timesteps=T, negative=5)
+
+
+def test_the_stream_guides_away_from_the_negative_prompt_without_a_new_trace(tiny_session):
+    from pokemon_diffusion.diffusion.compiled import tracing_count
+
+    plain = list(tiny_session.stream(tiny_session.parse("a ghost", 1, "ddim", 3, 3.0, "2")))[-1]
+    traced = tracing_count(tiny_session.run.model)
+    seen = len(tiny_session.encoder.seen)
+    negative = list(tiny_session.stream(tiny_session.parse("a ghost", 1, "ddim", 3, 3.0, "2", True, "blurry")))[-1]
+    assert tiny_session.encoder.seen[seen:] == ["a ghost", "blurry"]
+    assert not np.array_equal(plain.x_t, negative.x_t)
+    assert tracing_count(tiny_session.run.model) == traced  # the null condition is an input of the same loop
+
+
 # ---- the stream --------------------------------------------------------------------------------
 
 @pytest.mark.slow

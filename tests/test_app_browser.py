@@ -29,9 +29,10 @@ def page(server):  # noqa: F811  (the fixture imported above)
         yield browser
 
 
-def test_pressing_generate_shows_the_denoising_live_then_the_result(page):
+def test_pressing_generate_shows_the_denoising_live_then_the_result(page, tiny_session):  # noqa: F811
     page.type_into("prompt", "a fire dragon Pokémon")
     page.type_into("seed", "7")
+    page.type_into("negative", "a dark blurry Pokémon")  # the optional negative prompt reaches the sampler
     page.click("generate")
     page.wait(lambda: ".gif" in " ".join(page.links("#files")), 120, "the GIF download never appeared")
     initial, *log = page.recorded()
@@ -42,6 +43,7 @@ def test_pressing_generate_shows_the_denoising_live_then_the_result(page):
     assert len({e["x0"] for e in before} - {initial["x0"], None}) >= 3, before
     status = page.text("#status")
     assert "done: 20 steps" in status and "seed 7" in status
+    assert tiny_session.encoder.seen[-2:] == ["a fire dragon Pokémon", "a dark blurry Pokémon"]
     links = page.links("#files")
     assert sorted(link.rsplit(".", 1)[-1] for link in links) == ["gif", "png"]
     png = next(link for link in links if link.endswith(".png"))

@@ -67,3 +67,40 @@ def test_a_tensorflow_command_error_is_one_line_without_start_up_noise(tmp_path)
                              "--out", str(tmp_path / "run")], capture_output=True, text=True)
     assert result.returncode == 2
     assert result.stderr.startswith("error: ") and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+@pytest.mark.parametrize("argv, verbose, quiet", [
+    (["collect", "--out", "d", "--quiet"], 0, True),
+    (["-q", "collect", "--out", "d"], 0, True),
+    (["collect", "--out", "d", "-v"], 1, False),
+    (["-v", "collect", "--out", "d", "-v"], 2, False),
+    (["embed", "--data", "d", "-vv"], 2, False),
+])
+def test_global_flags_are_accepted_after_the_subcommand_too(argv, verbose, quiet, monkeypatch):
+    import pokemon_diffusion.cli as cli
+
+    seen = {}
+    monkeypatch.setattr(cli, "setup_logging", lambda level: seen.setdefault("level", level))
+    monkeypatch.setattr(cli, "_run", lambda args: seen.update(args=args) or 0)
+    assert main(argv) == 0
+    args = seen["args"]
+    assert (args.verbose, args.quiet) == (verbose, quiet)
+    assert seen["level"] == (-1 if quiet else verbose)
+    assert not hasattr(args, "verbose_after") and not hasattr(args, "quiet_after")
+
+
+@pytest.mark.parametrize("argv", [["-q", "collect", "--out", "d", "-v"], ["collect", "--out", "d", "-q", "-v"],
+                                  ["-v", "collect", "--out", "d", "--quiet"]])
+def test_quiet_and_verbose_together_are_one_line_errors(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and "--quiet" in err, err
+
+
+def test_subcommand_help_lists_the_global_flags(capsys):
+    with pytest.raises(SystemExit):
+        main(["sample", "--help"])
+    out = capsys.readouterr().out
+    assert "--quiet" in out and "--verbose" in out

@@ -104,3 +104,17 @@ def test_a_unet_checks_the_image_and_embedding_sizes():
         reconstruct(model, images, np.zeros(5, "float32"), 30, schedule=SCHEDULE)
     with pytest.raises(ConfigError, match="height 8"):
         reconstruct(model, X0, np.zeros(4, "float32"), 30, schedule=SCHEDULE)
+
+
+def test_a_negative_embedding_replaces_the_null_one_when_guided():
+    from test_samplers import tiny_model
+
+    model, text, negative = tiny_model(timesteps=100), np.linspace(-1, 1, 4).astype("float32"), np.full(4, 0.5, "float32")
+    args = dict(schedule=SCHEDULE, steps=3, seed=1)
+    today = reconstruct(model, X0, text, 40, guidance_scale=3.0, **args)
+    np.testing.assert_array_equal(reconstruct(model, X0, text, 40, guidance_scale=3.0, negative_emb=np.zeros(4), **args),
+                                  today)
+    assert not np.allclose(reconstruct(model, X0, text, 40, guidance_scale=3.0, negative_emb=negative, **args), today,
+                           atol=1e-4)
+    np.testing.assert_array_equal(reconstruct(model, X0, text, 40, guidance_scale=1.0, negative_emb=negative, **args),
+                                  reconstruct(model, X0, text, 40, guidance_scale=1.0, **args))

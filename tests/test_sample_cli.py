@@ -273,3 +273,68 @@ def test_image_edit_flags_are_checked(run_dir, encoder, tmp_path, capsys, monkey
     assert code == 2
     assert message in one_line_error(capsys)
     assert not (tmp_path / "s.png").exists()
+
+
+# ---- --negative-prompt ------------------------------------------------------------------------
+
+@pytest.fixture
+def sampler_spy(monkeypatch):
+    """Records what `generate` hands to the sampler (the negative embedding) and what came back."""
+    from pokemon_diffusion.diffusion import samplers
+
+    real, calls = samplers.sample, []
+
+    def spy(*args, **kwargs):
+        result = real(*args, **kwargs)
+        calls.append((kwargs.get("negative_emb"), result.images))
+        return result
+
+    monkeypatch.setattr(samplers, "sample", spy)
+    return calls
+
+
+def test_negative_prompt_is_encoded_as_typed_and_replaces_the_null_condition(run_dir, encoder, sampler_spy,
+                                                                            tmp_path, monkeypatch):
+    import importlib
+
+    generate_module = importlib.import_module("pokemon_diffusion.generate")
+    real_texts = generate_module.prompt_texts
+    monkeypatch.setattr(generate_module, "prompt_texts", lambda run, prompts, enrich=True: [
+        p + ", enriched" for p in real_texts(run, prompts, enrich)])  # enrichment applies to prompts only
+    base = ["sample", "--run", str(run_dir), "--prompt", "a ghost", "--steps", "3", "--seed", "5",
+            "--out", str(tmp_path / "s.png")]
+    assert main([*base, "--guidance", "3"]) == 0
+    assert main([*base, "--guidance", "3", "--negative-prompt", "blurry, dark"]) == 0
+    assert encoder.seen == ["a ghost, enriched", "a ghost, enriched", "blurry, dark"]  # one encode call each
+    (none, plain), (negative, guided) = sampler_spy
+    assert none is None
+    np.testing.assert_array_equal(negative, HashEncoder().encode(["blurry, dark"])[0])
+    assert not np.allclose(plain, guided, atol=1e-4)
+    # guidance 1 is the conditional model alone: the negative prompt changes nothing
+    assert main([*base, "--guidance", "1"]) == 0
+    assert main([*base, "--guidance", "1", "--negative-prompt", "blurry, dark"]) == 0
+    np.testing.assert_array_equal(sampler_spy[2][1], sampler_spy[3][1])
+
+
+def test_negative_prompt_in_the_api_and_config(run_dir, encoder, sampler_spy):
+    from pokemon_diffusion.errors import ConfigError
+    from pokemon_diffusion.generate import generate
+    from pokemon_diffusion.run_dir import load_run
+
+    run = load_run(run_dir)
+    config = SampleConfig(steps=2, seed=1, negative_prompt="blurry")
+    by_config, _ = generate(run, ["a ghost"], config=config)
+    by_argument, _ = generate(run, ["a ghost"], config=SampleConfig(steps=2, seed=1), negative_prompt="blurry")
+    np.testing.assert_array_equal(by_config.images, by_argument.images)
+    # precomputed embeddings: the negative prompt is still encoded, with the run's encoder
+    generate(run, ["ignored"], config=config, embeddings=HashEncoder().encode(["a ghost"]))
+    np.testing.assert_array_equal(sampler_spy[-1][1], by_config.images)
+    for bad in ("", "   "):
+        with pytest.raises(ConfigError, match="negative_prompt: got .*allowed: None or a non-empty text"):
+            generate(run, ["a ghost"], negative_prompt=bad)
+
+
+def test_a_blank_negative_prompt_flag_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["sample", "--prompt", "x", "--out", "s.png", "--negative-prompt", " "])
+    assert info.value.code == 2 and "--negative-prompt: got ' '; allowed: a non-empty prompt" in one_line_error(capsys)

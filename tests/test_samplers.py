@@ -255,6 +255,79 @@ def test_guidance_one_is_conditional_and_zero_is_unconditional(model, small_sche
     assert not np.allclose(w0.images, w1.images, atol=1e-3)
 
 
+# ---- negative prompt: its embedding takes the null embedding's place -------------------------
+
+class Recorder:
+    """``model`` that records every text embedding it is run with (in the compiled loop too)."""
+
+    def __init__(self, model):
+        self.model, self.inputs, self.seen = model, model.inputs, []
+
+    def _keep(self, e):
+        self.seen.append(e.numpy())
+        return e
+
+    def __call__(self, inputs, training=False):
+        x, t, e = inputs
+        e = tf.py_function(self._keep, [e], tf.float32)
+        return self.model([x, t, tf.ensure_shape(e, [None, 4])], training=training)
+
+
+class NegativeGuided(Guided):
+    """``out_neg + w·(out_cond − out_neg)`` in one call: the formula with the negative embedding."""
+
+    def __init__(self, model, w, negative):
+        super().__init__(model, w)
+        self.negative = tf.constant(negative, tf.float32)
+
+    def __call__(self, inputs, training=False):
+        x, t, e = inputs
+        out_cond = self.model([x, t, e], training=training)
+        out_neg = self.model([x, t, tf.zeros_like(e) + self.negative], training=training)
+        return out_neg + self.w * (out_cond - out_neg)
+
+
+def test_a_zero_negative_embedding_is_the_null_condition(model, small_schedule):
+    emb = np.linspace(-1, 1, 4).astype(np.float32)
+    kwargs = dict(schedule=small_schedule, steps=4, seed=5, guidance_scale=3.0)
+    today = sample(model, emb, (2, 8, 8, 3), **kwargs)
+    zeros = sample(model, emb, (2, 8, 8, 3), negative_emb=np.zeros(4), **kwargs)
+    np.testing.assert_array_equal(zeros.images, today.images)
+
+
+def test_the_unconditional_branch_receives_the_negative_embedding(model, small_schedule):
+    emb, negative = np.linspace(-1, 1, 4).astype(np.float32), np.full(4, 0.5, np.float32)
+    recorder = Recorder(model)
+    kwargs = dict(schedule=small_schedule, steps=3, seed=5, clip_x0=False)
+    guided = sample(recorder, emb, (2, 8, 8, 3), guidance_scale=3.0, negative_emb=negative, **kwargs)
+    assert len(recorder.seen) == 3  # one batched pass per step: [cond; negative]
+    for seen in recorder.seen:
+        np.testing.assert_array_equal(seen, np.stack([emb, emb, negative, negative]))
+    reference = sample(NegativeGuided(model, 3.0, negative), emb, (2, 8, 8, 3), guidance_scale=1.0, **kwargs)
+    np.testing.assert_allclose(guided.images, reference.images, atol=1e-4)
+    today = sample(model, emb, (2, 8, 8, 3), guidance_scale=3.0, **kwargs)
+    assert not np.allclose(guided.images, today.images, atol=1e-3)
+
+
+def test_guidance_one_ignores_the_negative_and_zero_is_the_negative_alone(model, small_schedule):
+    emb, negative = np.linspace(-1, 1, 4).astype(np.float32), np.full(4, 0.5, np.float32)
+    kwargs = dict(schedule=small_schedule, steps=3, seed=5)
+    w1 = sample(model, emb, (1, 8, 8, 3), guidance_scale=1.0, negative_emb=negative, **kwargs)
+    np.testing.assert_array_equal(w1.images, sample(model, emb, (1, 8, 8, 3), guidance_scale=1.0, **kwargs).images)
+    w0 = sample(model, emb, (1, 8, 8, 3), guidance_scale=0.0, negative_emb=negative, **kwargs)
+    np.testing.assert_array_equal(w0.images, sample(model, negative, (1, 8, 8, 3), guidance_scale=1.0, **kwargs).images)
+
+
+@pytest.mark.parametrize("negative, error, message", [
+    (np.zeros(5), EncoderError, "has 5 values but the model expects 4"),
+    (np.zeros((3, 4)), ConfigError, "negative_emb: got 3 embeddings for a batch of 2"),
+    (np.full(4, np.inf), ConfigError, "negative_emb: got NaN or infinite"),
+])
+def test_a_bad_negative_embedding_is_refused_before_any_compute(model, small_schedule, negative, error, message):
+    with pytest.raises(error, match=message):
+        sample(NeverCalled(model), np.zeros(4), (2, 8, 8, 3), schedule=small_schedule, negative_emb=negative)
+
+
 # ---- refusals, before any compute -------------------------------------------------------------
 
 class NeverCalled:

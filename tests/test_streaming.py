@@ -27,6 +27,7 @@ def model():
     dict(sampler="ddim", steps=10, guidance_scale=3.0, every=3),
     dict(sampler="ddim", steps=7, eta=0.5, guidance_scale=1.0, every=1, num_intermediates=4),
     dict(sampler="ddpm", guidance_scale=2.0, every=5, clip_x0=False),
+    dict(sampler="ddim", steps=5, guidance_scale=3.0, every=2, negative_emb=np.full(4, 0.5, np.float32)),
 ])
 def test_the_last_frame_is_what_sample_returns(model, schedule, kwargs):
     every = kwargs.pop("every")

@@ -47,6 +47,7 @@ class Request:
     guidance: float
     seed: Optional[int]
     enrich: bool = True  # add the run's description of a named Pokémon (prompts.py)
+    negative_prompt: Optional[str] = None  # replaces guidance's null condition; encoded as typed
 
 
 @dataclass(frozen=True)
@@ -99,7 +100,8 @@ def _number(value, what: str, low: float, high: float, *, integer: bool) -> floa
     return int(number) if integer else number
 
 
-def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int, enrich=True) -> Request:
+def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int, enrich=True,
+                  negative=None) -> Request:
     """Check the page's fields (the browser's limits are not trusted: the API takes anything).
 
     Args:
@@ -111,6 +113,7 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         seed: blank or None for a random seed, else an integer 0 to 2**31−1 (text or number).
         timesteps: the run's T.
         enrich: add the run's description of a Pokémon named in the prompt (a checkbox: true/false).
+        negative: the negative prompt; blank or None for none (the null condition).
 
     Raises:
         ConfigError: a field outside what is allowed; the message names the field.
@@ -129,9 +132,14 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         seed_value = None
     else:
         seed_value = _number(seed.strip() if isinstance(seed, str) else seed, "Seed", 0, MAX_SEED, integer=True)
+    if negative is not None and not isinstance(negative, str):
+        raise ConfigError(f"Negative prompt: got {negative!r}; allowed: a text, or blank for none")
+    negative = negative.strip() if negative else ""
+    if len(negative) > MAX_PROMPT_CHARS:
+        raise ConfigError(f"Negative prompt: got {len(negative)} characters; allowed: at most {MAX_PROMPT_CHARS}")
     return Request(prompt=text, num=_number(num, "Images", 1, MAX_IMAGES, integer=True), sampler=kind,
                    steps=steps, guidance=_number(guidance, "Guidance", 0.0, MAX_GUIDANCE, integer=False),
-                   seed=seed_value, enrich=_flag(enrich, "Describe named Pokémon"))
+                   seed=seed_value, enrich=_flag(enrich, "Describe named Pokémon"), negative_prompt=negative or None)
 
 
 def _flag(value, what: str) -> bool:
@@ -188,8 +196,9 @@ class AppSession:
             pass
         return time.perf_counter() - started
 
-    def parse(self, prompt, num, sampler, steps, guidance, seed, enrich=True) -> Request:
-        return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps, enrich=enrich)
+    def parse(self, prompt, num, sampler, steps, guidance, seed, enrich=True, negative=None) -> Request:
+        return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps, enrich=enrich,
+                             negative=negative)
 
     def stream(self, request: Request) -> Iterator[Update]:
         """Sample ``request``: an :class:`Update` every few steps, the last one with the files.
@@ -203,11 +212,13 @@ class AppSession:
         started = time.perf_counter()
         text = prompt_texts(self.run, [request.prompt], request.enrich)[0]
         encoded = text if text != request.prompt else ""
-        embedding = encode_prompts(self.run, [text], encoder=self.encoder)
+        negative = [request.negative_prompt] if request.negative_prompt else []
+        embedding = encode_prompts(self.run, [text] + negative, encoder=self.encoder)  # one call
         model = self.run.config.model
         shape = (request.num, model.image_size, model.image_size, model.channels)
         every = max(1, math.ceil(request.steps / FRAMES_PER_RUN))
-        frames = iter_sample(self.run.model, embedding, shape, schedule=self.run.schedule,
+        frames = iter_sample(self.run.model, embedding[:1], shape, schedule=self.run.schedule,
+                             negative_emb=embedding[1] if negative else None,
                              sampler=request.sampler, steps=request.steps if request.sampler == "ddim" else None,
                              guidance_scale=request.guidance, seed=request.seed, every=every,
                              num_intermediates=2 * FRAMES_PER_RUN)  # the GIF's frames

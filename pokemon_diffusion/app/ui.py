@@ -23,7 +23,7 @@ BUTTONS = ["download", "fullscreen"]  # not "share": that one posts to the Huggi
 QUEUE_SIZE = 16  # requests waiting at most; the next one is refused with a message
 API_NAME = "generate"
 # element ids the browser test and the screenshot find things by
-IDS = dict(prompt="prompt", seed="seed", enrich="enrich", generate="generate", status="status", x_t="x_t", x0="x0",
+IDS = dict(prompt="prompt", negative="negative", seed="seed", enrich="enrich", generate="generate", status="status", x_t="x_t", x0="x0",
            result="result", files="files")
 
 
@@ -43,9 +43,9 @@ def make_handler(session: AppSession):
     """The generator the Generate button runs: checked fields in, (x_t, x̂_0, status, grid, files) out."""
     import gradio as gr
 
-    def generate(prompt, num, sampler, steps, guidance, seed, enrich=True) -> Iterator[tuple]:
+    def generate(prompt, num, sampler, steps, guidance, seed, enrich=True, negative="") -> Iterator[tuple]:
         try:
-            request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich)
+            request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich, negative)
         except PokemonDiffusionError as exc:
             raise gr.Error(_shown(str(exc)), title="Not generated", print_exception=False) from None
         try:
@@ -80,6 +80,8 @@ def build_blocks(session: AppSession):
                 prompt = gr.Textbox(label="Prompt", value=EXAMPLE_PROMPTS[0], lines=2, max_lines=4,
                                     elem_id=IDS["prompt"])
                 gr.Examples(examples=[[p] for p in EXAMPLE_PROMPTS], inputs=[prompt], label="Examples")
+                negative = gr.Textbox(label="Negative prompt (optional: guidance steps away from it)", value="",
+                                      lines=1, max_lines=2, placeholder="e.g. blurry, dark", elem_id=IDS["negative"])
                 with gr.Row():
                     num = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
                     sampler = gr.Radio([("DDIM", "ddim"), ("DDPM (all T steps)", "ddpm")], value="ddim",
@@ -104,7 +106,7 @@ def build_blocks(session: AppSession):
                                   buttons=BUTTONS, elem_id=IDS["result"])
                 files = gr.File(label="Downloads (PNG grid, denoising GIF)", file_count="multiple",
                                 interactive=False, elem_id=IDS["files"])
-        inputs = [prompt, num, sampler, steps, guidance, seed, enrich]
+        inputs = [prompt, num, sampler, steps, guidance, seed, enrich, negative]
         outputs = [x_t, x0, status, result, files]
         handler = make_handler(session)
         # preprocess=False: the raw values reach parse_request, whose messages name the field

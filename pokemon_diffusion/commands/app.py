@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 
-from ..errors import ConfigError
+from ..errors import ConfigError, require_extra
 from ._args import int_range
 
 log = logging.getLogger(__name__)
@@ -27,7 +27,8 @@ def add_parser(subparsers):
                     "and the denoising (GIF). Local and offline: binds 127.0.0.1 unless --host says "
                     "otherwise, no analytics, no share link.")
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--run", metavar="RUN", default=None, help="run folder written by `train`")
+    source.add_argument("--run", metavar="RUN", default=None,
+                        help="run folder written by `train`, or hf://OWNER/REPO[@REVISION] on the Hugging Face Hub")
     source.add_argument("--model", metavar="NAME", default=None,
                         help="a shipped model (reference) or a folder made by export_pretrained "
                              "(default: the shipped reference model)")
@@ -75,6 +76,7 @@ def _stop(signum, frame):
 
 
 def run(args) -> int:
+    require_extra(("gradio",), extra="app", what="pokemon-diffusion app")
     session = load_session(args.run, args.model, args.text_encoder)
     # SIGTERM (a service manager, `kill`) stops the page as Ctrl+C does, files removed
     signal.signal(signal.SIGTERM, _stop)

@@ -4,15 +4,17 @@ Example::
 
     pokemon-diffusion sample --run runs/demo --prompt "a fire-type dragon Pokémon" --num 4 \\
         --sampler ddim --steps 50 --guidance 3 --seed 0 --out samples.png \\
-        --steps-figure steps.png --gif denoising.gif
+        --steps-figure steps.png --gif denoising.gif --negative-prompt "blurry, dark"
     pokemon-diffusion sample --prompt "a blue water turtle Pokémon" --init-image squirtle.png \
         --strength 0.6 --num 4 --out edits.png                      # image-to-image (SDEdit)
+    pokemon-diffusion sample --prompt "Pikachu" --num 4 --out-dir pikachu/  # one PNG per image, with metadata
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from ..config import SampleConfig
 from ..errors import ConfigError
@@ -31,6 +33,12 @@ def _prompt(text: str) -> str:
     return text.strip()
 
 
+def _folder(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: a folder name")
+    return text
+
+
 def add_parser(subparsers):
     defaults = SampleConfig()
     parser = subparsers.add_parser(
@@ -39,9 +47,15 @@ def add_parser(subparsers):
                     "schedule, with DDIM or DDPM and classifier-free guidance; write a captioned "
                     "grid, optionally the denoising steps (figure and GIF).")
     parser.add_argument("--run", metavar="RUN", default=None,
-                        help="run folder written by `train` (default: the shipped reference model)")
+                        help="run folder written by `train`, or a run on the Hugging Face Hub: "
+                             "hf://OWNER/REPO[@REVISION] (downloaded once into the local cache) "
+                             "(default: the shipped reference model)")
     parser.add_argument("--prompt", required=True, action="append", type=_prompt, metavar="TEXT",
                         help="text prompt; repeat for several prompts")
+    parser.add_argument("--negative-prompt", type=_prompt, default=defaults.negative_prompt, metavar="TEXT",
+                        help="what the images should not look like: its embedding (encoded as typed, never "
+                             "enriched) replaces the null condition of guidance, so --guidance W steps away "
+                             "from it; no effect at --guidance 1 (default: none, the null condition)")
     parser.add_argument("--num", type=int_range(1, MAX_IMAGES), default=1, metavar="N",
                         help="images per prompt (default: %(default)s)")
     add_sampler_arguments(parser, steps_help="DDIM steps (default: {default}, at most the run's T); DDPM always "
@@ -54,8 +68,12 @@ def add_parser(subparsers):
                         help=f"denoising steps kept for --steps-figure/--gif (default: {defaults.num_intermediates})")
     parser.add_argument("--no-clip", action="store_true",
                         help="do not clip each step's estimate of the clean image to [-1, 1]")
-    parser.add_argument("--out", required=True, type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
-                        help="captioned grid of the generated images")
+    parser.add_argument("--out", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
+                        help="captioned grid of the generated images (this and/or --out-dir)")
+    parser.add_argument("--out-dir", type=_folder, metavar="DIR", default=None,
+                        help="one PNG per image, DIR/NNN_PROMPT_seedS.png, with the prompt (as typed and as "
+                             "encoded), seed, steps, sampler, guidance, negative prompt and model in its text "
+                             "chunks (a `parameters` chunk as the web UIs write it, and one chunk per key)")
     parser.add_argument("--steps-figure", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
                         help="also write the denoising steps (rows = images, columns = t)")
     parser.add_argument("--gif", type=suffix_path((".gif",)), metavar="FILE.gif",
@@ -97,7 +115,7 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         eta=0.0 if args.eta is None else args.eta,
                         num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
                         else args.intermediates, enrich=args.enrich,
-                        clip_x0=not args.no_clip, seed=args.seed)
+                        clip_x0=not args.no_clip, seed=args.seed, negative_prompt=args.negative_prompt)
 
 
 def _check_edit_flags(args) -> None:
@@ -120,6 +138,9 @@ def run(args) -> int:
     from ..generate import generate, save_outputs
 
     prompts = list(args.prompt)
+    if args.out is None and args.out_dir is None:
+        raise ConfigError("--out FILE.png / --out-dir DIR: got neither; allowed: either or both (a captioned grid, "
+                          "one PNG per image)")
     _check_edit_flags(args)
     if len(prompts) * args.num > MAX_IMAGES:
         raise ConfigError(f"{len(prompts)} prompts x --num {args.num} = {len(prompts) * args.num} images; "
@@ -127,8 +148,8 @@ def run(args) -> int:
     # 0. every output writable now: a read-only or full folder fails here, not after the sampling
     from ..atomic import check_writable
 
-    for path in (args.out, args.steps_figure, args.gif):
-        if path is not None:
+    for path in (args.out, args.steps_figure, args.gif, args.out_dir and Path(args.out_dir) / "000.png"):
+        if path:
             check_writable(path)
     # 1. the run (EMA model, schedule) and the flags checked against it
     if args.run is None:
@@ -142,17 +163,25 @@ def run(args) -> int:
         loaded = load_run(args.run)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
+    edited = {}  # an edit's settings, for the metadata of --out-dir's files
     if args.init_image is not None:
         from ..data.images import read_image
         from ..generate import edit
 
         size = loaded.config.model.image_size
         image = read_image(args.init_image, (size, size))  # DataError: missing, not a regular file (a FIFO), too large
-        result, labels = edit(loaded, prompts, image, strength=0.6 if args.strength is None else args.strength,
-                              num=args.num, config=config, text_encoder=args.text_encoder)
+        edited = {"strength": 0.6 if args.strength is None else args.strength, "init_image": Path(args.init_image).name}
+        result, labels = edit(loaded, prompts, image, strength=edited["strength"], num=args.num, config=config,
+                              text_encoder=args.text_encoder)
     else:
         result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
     log.info("seed %d (pass --seed %d to repeat)", result.seed, result.seed)
     # 3. the files, each written atomically
     save_outputs(result, labels, args.out, steps_figure=args.steps_figure, gif=args.gif)
+    if args.out_dir is not None:
+        from ..image_files import save_images
+        from ..pretrained import model_name
+
+        save_images(result, [p for p in prompts for _ in range(args.num)], args.out_dir, encoded=labels,
+                    model=model_name(loaded), negative_prompt=config.negative_prompt, extra=edited)
     return 0

@@ -40,7 +40,8 @@ def reconstruction_levels(level: int, steps: int) -> np.ndarray:
 
 
 def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[NoiseSchedule] = None,
-                steps: int = 20, guidance_scale: float = 1.0, seed: int = 0, clip_x0: bool = True) -> np.ndarray:
+                steps: int = 20, guidance_scale: float = 1.0, seed: int = 0, clip_x0: bool = True,
+                negative_emb=None) -> np.ndarray:
     """Noise ``images`` to ``level`` and denoise them with DDIM (η = 0); returns (B, H, W, C) in [-1, 1].
 
     Args:
@@ -53,6 +54,7 @@ def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[Noise
         guidance_scale: w; 1 = the conditional model alone, 0 = unconditional.
         seed: the noise of step 1; the same seed gives the same output.
         clip_x0: clip each step's x̂_0 to [-1, 1].
+        negative_emb: guidance's unconditional embedding instead of the null one (as in ``samplers.sample``).
 
     Raises:
         ConfigError: a level, step count, guidance weight or image shape outside what is allowed.
@@ -69,13 +71,15 @@ def reconstruct(model, images, text_emb, level: int, *, schedule: Optional[Noise
     if not np.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
     cond = prepare_embeddings(model, text_emb, shape[0])
+    uncond = None if negative_emb is None else prepare_embeddings(model, negative_emb, shape[0], "negative_emb")
     if guidance_scale == 0.0:
-        cond = np.zeros_like(cond)
+        cond = np.zeros_like(cond) if uncond is None else uncond
     step_t = reconstruction_levels(int(level), int(steps))
     key = tf.constant([int(seed), 2], tf.int64)  # 2: not a stream of samplers.sample's keys
     noise = tf.random.stateless_normal(shape, key)
     x = schedule.q_sample(tf.constant(x0), tf.fill([shape[0]], tf.constant(int(level), tf.int32)), noise)
     run = compiled_segment(model, schedule, "ddim", guidance_scale not in (0.0, 1.0), clip_x0)
-    args = loop_args(schedule, step_t, cond, guidance_scale, 0.0, tf.random.experimental.stateless_fold_in(key, 1))
+    args = loop_args(schedule, step_t, cond, guidance_scale, 0.0, tf.random.experimental.stateless_fold_in(key, 1),
+                     uncond)
     x, _ = run(x, start=tf.constant(0), stop=tf.constant(len(step_t)), **args)
     return np.clip(x.numpy(), -1.0, 1.0)

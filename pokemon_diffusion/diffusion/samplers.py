@@ -12,6 +12,9 @@ and the null (all-zeros) embedding in ONE batched forward pass and combines the 
 
     out = out_null + w · (out_cond − out_null)       w = 1: conditional only, w = 0: unconditional
 
+A negative prompt's embedding (``negative_emb``) takes the null embedding's place, as diffusers'
+``negative_prompt`` does: guidance then steps away from it.
+
 Noise is stateless: the starting noise and the noise of step i are drawn from keys folded from
 one integer seed, so the same seed gives the same images however the loop is segmented.
 
@@ -82,6 +85,16 @@ class SampleResult:
     eta: float
     seconds: float
 
+    def to_uint8(self) -> np.ndarray:
+        """The images as uint8 pixels (B, H, W, C), 0 to 255: what an image file holds."""
+        return np.clip(np.round((self.images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+
+    def to_pil(self) -> list:
+        """The images as PIL images (RGB; L for one channel), ready to ``.save(path)``."""
+        from ..image_files import to_pil
+
+        return to_pil(self.images)
+
 
 # --------------------------------------------------------------------------------------------
 # Checks done before any compute.
@@ -111,8 +124,8 @@ def check_shape(model, shape: Sequence[int]) -> Tuple[int, int, int, int]:
     return shape  # type: ignore[return-value]
 
 
-def prepare_embeddings(model, text_emb, batch: int) -> np.ndarray:
-    """Check ``text_emb`` against the model and repeat it to one row per image.
+def prepare_embeddings(model, text_emb, batch: int, what: str = "text_emb") -> np.ndarray:
+    """Check ``text_emb`` (named ``what`` in errors) against the model and repeat it to one row per image.
 
     Raises:
         EncoderError: the embedding size is not the model's text size.
@@ -122,16 +135,16 @@ def prepare_embeddings(model, text_emb, batch: int) -> np.ndarray:
     if emb.ndim == 1:
         emb = emb[None, :]
     if emb.ndim != 2 or emb.shape[0] < 1:
-        raise ConfigError(f"text_emb: got shape {np.shape(text_emb)}; allowed: (dim,) or (n, dim)")
+        raise ConfigError(f"{what}: got shape {np.shape(text_emb)}; allowed: (dim,) or (n, dim)")
     declared = _model_input_shape(model, 2)
     if declared is not None and declared[-1] is not None and emb.shape[1] != declared[-1]:
         raise EncoderError(f"text embedding has {emb.shape[1]} values but the model expects "
                            f"{declared[-1]}: embed the prompts with the encoder the model was trained with")
     if not np.all(np.isfinite(emb)):
-        raise ConfigError("text_emb: got NaN or infinite values; allowed: finite numbers")
+        raise ConfigError(f"{what}: got NaN or infinite values; allowed: finite numbers")
     n = emb.shape[0]
     if batch % n:
-        raise ConfigError(f"text_emb: got {n} embeddings for a batch of {batch} images; "
+        raise ConfigError(f"{what}: got {n} embeddings for a batch of {batch} images; "
                           f"allowed: 1 embedding, or a number that divides the batch")
     return np.repeat(emb, batch // n, axis=0)  # prompt-major: rows of the same prompt together
 
@@ -223,8 +236,9 @@ class SamplingPlan:
 
 
 def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, guidance_scale: float,
-              eta: float, noise_key: tf.Tensor) -> Dict[str, Any]:
-    """The compiled loop's arguments that do not change during a run (all but x, start, stop).
+              eta: float, noise_key: tf.Tensor, uncond: Optional[np.ndarray] = None) -> Dict[str, Any]:
+    """The compiled loop's arguments that do not change during a run (all but x, start, stop);
+    ``uncond`` is guidance's unconditional embedding per image (None: the null one, all zeros).
 
     The step tables (``step_t`` and each step's next level, −1 after the last) are padded to T,
     the most steps a run can have, so that their shape, and hence the compiled loop, is the same
@@ -232,7 +246,8 @@ def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, gui
     """
     step_prev = np.append(step_t[1:], -1).astype(np.int32)
     pad = schedule.timesteps - len(step_t)
-    return dict(cond=tf.constant(cond), step_t=tf.constant(np.pad(step_t, (0, pad))),
+    uncond = np.zeros_like(cond) if uncond is None else uncond
+    return dict(cond=tf.constant(cond), uncond=tf.constant(uncond, tf.float32), step_t=tf.constant(np.pad(step_t, (0, pad))),
                 step_prev=tf.constant(np.pad(step_prev, (0, pad))),
                 guidance=tf.constant(guidance_scale, tf.float32), eta=tf.constant(float(eta), tf.float32),
                 noise_key=noise_key)
@@ -240,7 +255,7 @@ def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, gui
 
 def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
          steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
-         num_intermediates: int, clip_x0: bool) -> SamplingPlan:
+         num_intermediates: int, clip_x0: bool, negative_emb=None) -> SamplingPlan:
     """Check every argument (see :func:`sample`) before any compute, then draw x_T: the
     :class:`SamplingPlan` that :func:`sample` and ``streaming.iter_sample`` run.
 
@@ -253,6 +268,7 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
     schedule = schedule if schedule is not None else make_schedule(DiffusionConfig())
     shape = check_shape(model, shape)
     cond = prepare_embeddings(model, text_emb, shape[0])
+    uncond = None if negative_emb is None else prepare_embeddings(model, negative_emb, shape[0], "negative_emb")
     guidance_scale = float(guidance_scale)
     if not math.isfinite(guidance_scale):
         raise ConfigError(f"guidance_scale: got {guidance_scale}; allowed: a finite number (1 = no guidance)")
@@ -272,10 +288,10 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
     seed = _resolve_seed(seed)
 
     # 2. one compiled loop per (model, sampler, guided?, clip, schedule); w = 0 and w = 1 need
-    #    a single forward pass, with the null or the conditional embedding
+    #    a single forward pass, with the unconditional (null or negative) or the conditional embedding
     guided = guidance_scale not in (0.0, 1.0)
     if guidance_scale == 0.0:
-        cond = np.zeros_like(cond)
+        cond = np.zeros_like(cond) if uncond is None else uncond
     run_segment = compiled_segment(model, schedule, sampler, guided, clip_x0)
 
     # 3. the starting noise x_T and the key every step's noise is folded from
@@ -283,7 +299,7 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
     x = tf.random.stateless_normal(shape, tf.random.experimental.stateless_fold_in(run_key, 0))
     noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
 
-    args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key)
+    args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key, uncond)
     return SamplingPlan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
                         guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
 
@@ -295,8 +311,8 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
 def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
            schedule: Optional[NoiseSchedule] = None, sampler: str = "ddim", steps: Optional[int] = None,
            eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
-           num_intermediates: int = 10, clip_x0: bool = True,
-           progress: Optional[bool] = None) -> SampleResult:
+           num_intermediates: int = 10, clip_x0: bool = True, progress: Optional[bool] = None,
+           negative_emb=None) -> SampleResult:
     """Generate images with DDPM or DDIM and classifier-free guidance.
 
     Args:
@@ -315,6 +331,8 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
             keeps at most its S + 1 states.
         clip_x0: clip each step's x̂_0 to [-1, 1].
         progress: show a progress bar; None follows ``logging_utils.progress_enabled()``.
+        negative_emb: (dim,) or (n, dim) like ``text_emb``: guidance's unconditional embedding
+            (a negative prompt's) instead of the null one (all zeros); unused when w = 1.
 
     Returns:
         SampleResult: images in [-1, 1], the kept intermediates and their t, the seed used.
@@ -325,7 +343,7 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
     """
     sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
                     guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                    clip_x0=clip_x0)
+                    clip_x0=clip_x0, negative_emb=negative_emb)
     num_steps = sampling.num_steps
     # segments end at kept states, and every ~1 % of the steps when a bar is drawn
     bar = progress_bar(total=num_steps, enabled=progress, desc=f"{sampler} sampling", unit="step")

@@ -62,14 +62,16 @@ def _check_every(every) -> int:
 def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
                 schedule: Optional[NoiseSchedule] = None, sampler: str = "ddim", steps: Optional[int] = None,
                 eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
-                num_intermediates: int = 10, clip_x0: bool = True, every: int = 5) -> Iterator[StreamFrame]:
+                num_intermediates: int = 10, clip_x0: bool = True, every: int = 5,
+                negative_emb=None) -> Iterator[StreamFrame]:
     """Sample like :func:`~pokemon_diffusion.diffusion.samplers.sample`, yielding a frame every ``every`` steps.
 
     Every argument is checked when this function is called, before the first frame is asked for.
 
     Args:
         model, text_emb, shape, schedule, sampler, steps, eta, guidance_scale, seed,
-            num_intermediates, clip_x0: as in ``sample`` (the result keeps the same intermediates).
+            num_intermediates, clip_x0, negative_emb: as in ``sample`` (the result keeps the same
+            intermediates).
         every: reverse steps between two frames, >= 1; the last step always yields a frame.
 
     Returns:
@@ -82,7 +84,7 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
     every = _check_every(every)
     sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
                     guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                    clip_x0=clip_x0)
+                    clip_x0=clip_x0, negative_emb=negative_emb)
     return _frames(sampling, every, model)
 
 

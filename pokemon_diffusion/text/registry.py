@@ -26,7 +26,7 @@ from typing import Optional, Protocol, Sequence, Union, runtime_checkable
 
 import numpy as np
 
-from ..errors import EncoderError
+from ..errors import EncoderError, require_extra
 from ..run_dir import EncoderInfo
 from .encoders import (CLIP_MODEL_TYPES, DEFAULT_CLIP_ID, MINILM_HUB_ID, MINILM_IDENTITY, MINILM_NAME,
                        ClipTextEncoder, EncoderLoadError, MiniLMTextEncoder, SentenceTextEncoder,
@@ -138,6 +138,7 @@ def load_text_encoder(spec: str = "auto", *, device: Optional[str] = None) -> Te
         ('minilm:all-MiniLM-L6-v2', 384, (1, 384))
     """
     parsed = parse_spec(spec)
+    require_extra(("torch", "transformers"), extra="clip", what="encoding text", error=EncoderError)
     if parsed.kind == "auto":
         return _load_auto(device)
     if parsed.kind == "minilm":
