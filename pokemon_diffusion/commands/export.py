@@ -4,9 +4,12 @@ Example::
 
     pokemon-diffusion export runs/r1 share/r1        # then upload share/r1 as a Hub model repo
     pokemon-diffusion export reference share/ref     # the shipped reference model
+    pokemon-diffusion export runs/r1 serve/r1 --format saved_model   # for TF Serving / tf.saved_model.load
 """
 
 from __future__ import annotations
+
+from ..config import EXPORT_FORMATS
 
 
 def add_parser(subparsers):
@@ -21,6 +24,11 @@ def add_parser(subparsers):
     parser.add_argument("--name", default=None, metavar="NAME",
                         help="the model's name in the card (default: the run's manifest name, else DIR's name)")
     parser.add_argument("--force", action="store_true", help="write into a folder that holds files (same names replaced)")
+    parser.add_argument("--format", choices=EXPORT_FORMATS, default=EXPORT_FORMATS[0],
+                        help="folder: the model folder with its card; saved_model: a TensorFlow SavedModel whose "
+                             "serving_default signature takes text_emb [N, dim], seed, steps, guidance and returns "
+                             "images (float32 in [-1, 1] and uint8) from the compiled DDIM sampler "
+                             "(default: %(default)s)")
     parser.set_defaults(func=run)
     return parser
 
@@ -33,5 +41,10 @@ def run(args) -> int:
         from ..pretrained import pretrained_dir
 
         source = pretrained_dir()
+    if args.format == "saved_model":
+        from ..saved_model import export_saved_model
+
+        export_saved_model(source, args.dir, force=args.force)
+        return 0
     export_run(source, args.dir, name=args.name, force=args.force)
     return 0

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import weakref
-from typing import Any, Dict, Tuple
+from typing import Any, Callable, Dict, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -29,12 +29,13 @@ def _schedule_key(schedule: NoiseSchedule) -> Tuple[str, str]:
     return schedule.prediction, hashlib.sha1(np.ascontiguousarray(schedule.betas).tobytes()).hexdigest()
 
 
-def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: str, guided: bool,
-                     clip_x0: bool):
-    """Build the ``tf.function`` that runs steps ``[start, stop)`` of one sampling run.
+def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: str, guided: bool,
+                 clip_x0: bool) -> Callable[..., Tuple[tf.Tensor, tf.Tensor]]:
+    """The (not yet compiled) function that runs steps ``[start, stop)`` of one sampling run.
 
-    The function returns ``(x, x0)``: the state after step ``stop − 1`` and that step's x̂_0
-    (zeros for an empty segment).
+    ``model_ref()`` returns the model (a weakref here; a strong one where the loop is exported
+    inside a SavedModel, ``saved_model.py``). The function returns ``(x, x0)``: the state after
+    step ``stop − 1`` and that step's x̂_0 (zeros for an empty segment).
     """
 
     def predict(x, t, cond, uncond, guidance):
@@ -75,7 +76,7 @@ def _make_segment_fn(model_ref: "weakref.ref", schedule: NoiseSchedule, kind: st
         _, x, x0 = tf.while_loop(lambda i, *_: i < stop, body, (start, x, tf.zeros_like(x)))
         return x, x0
 
-    return tf.function(segment)
+    return segment
 
 
 def compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, clip_x0: bool):
@@ -83,7 +84,7 @@ def compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, cl
     per_model = _COMPILED.setdefault(model, {})
     key = (kind, guided, clip_x0, _schedule_key(schedule))
     if key not in per_model:
-        per_model[key] = _make_segment_fn(weakref.ref(model), schedule, kind, guided, clip_x0)
+        per_model[key] = tf.function(segment_loop(weakref.ref(model), schedule, kind, guided, clip_x0))
     return per_model[key]
 
 
