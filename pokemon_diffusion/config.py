@@ -35,6 +35,7 @@ SAMPLERS = ("ddim", "ddpm")
 LR_SCHEDULES = ("cosine", "constant")
 LOSS_WEIGHTINGS = ("none", "min_snr")
 EXPORT_FORMATS = ("folder", "saved_model")  # `export --format`; the first is the default
+SAMPLE_GRID_IMAGES = 8  # images (and --validation-prompt prompts) of the training sample grid
 # the choices of each string field, by field name (config checks and CLI flags read them here)
 CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedule": SCHEDULES, "prediction": PREDICTIONS,
                                        "strategy": STRATEGIES, "sampler": SAMPLERS, "lr_schedule": LR_SCHEDULES,

@@ -14,11 +14,16 @@ An optional ``captions.csv`` in the folder (UTF-8, header row) overrides that pe
 ``file`` is required (a path relative to the folder, or a bare file name); ``name``, ``dex``,
 ``form``, ``types`` (separated by ``/``, ``;`` or ``|``) and ``caption`` are optional; an empty
 caption is made from name, form and types.
+
+A ``metadata.jsonl`` (Hugging Face ImageFolder's convention, one JSON object a line with
+``file_name`` and ``text``) is read as well: ``text`` is the caption. Where both files name the
+same image, ``captions.csv``'s row wins.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import os
 import re
@@ -31,6 +36,7 @@ from ..errors import DataError
 log = logging.getLogger(__name__)
 
 CAPTIONS_FILE = "captions.csv"
+METADATA_JSONL = "metadata.jsonl"
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".gif", ".webp", ".bmp", ".tif", ".tiff"})
 CAPTION_COLUMNS = ("file", "name", "dex", "form", "types", "caption")
 
@@ -108,6 +114,39 @@ def read_captions(path: os.PathLike | str) -> Dict[str, Dict[str, str]]:
     return by_file
 
 
+def read_metadata_jsonl(path: os.PathLike | str) -> Dict[str, Dict[str, str]]:
+    """Rows of an ImageFolder ``metadata.jsonl`` as captions.csv rows (``file``, ``caption``).
+
+    Raises:
+        DataError: unreadable file, or lines that are not a JSON object with a ``file_name``
+            (every problem listed at once).
+    """
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8-sig").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {exc}") from None
+    problems: List[str] = []
+    by_file: Dict[str, Dict[str, str]] = {}
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        file = row.get("file_name") if isinstance(row, dict) else None
+        if not isinstance(file, str) or not file.strip():
+            problems.append(f"line {number}: not a JSON object with a 'file_name'")
+            continue
+        text = row.get("text", "")
+        by_file[file.strip().replace("\\", "/")] = {"file": file.strip(), "caption": str(text or "").strip()}
+    if problems:
+        raise DataError(f"{path}: {len(problems)} problem(s): " + "; ".join(problems[:10])
+                        + "; allowed: one JSON object a line with 'file_name' and 'text'")
+    return by_file
+
+
 def _image_files(folder: Path, exclude: Iterable[Path]) -> List[Path]:
     """Image files under ``folder``; a name that is not UTF-8, or a symbolic link leading out of the
     folder, is skipped with one warning naming each (metadata is UTF-8 JSON, and a data folder
@@ -159,7 +198,9 @@ def folder_records(folder: os.PathLike | str, *, exclude: Iterable[os.PathLike |
     if not folder.is_dir():
         raise DataError(f"--path {str(folder)!r} is not a folder; allowed: a folder of images "
                         f"({', '.join(sorted(IMAGE_SUFFIXES))})")
-    captions = read_captions(folder / CAPTIONS_FILE) if (folder / CAPTIONS_FILE).is_file() else {}
+    captions = read_metadata_jsonl(folder / METADATA_JSONL) if (folder / METADATA_JSONL).is_file() else {}
+    if (folder / CAPTIONS_FILE).is_file():
+        captions.update(read_captions(folder / CAPTIONS_FILE))
     files = _image_files(folder, [Path(e) for e in exclude])
     if not files:
         raise DataError(f"no image in {folder}; allowed: files ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
@@ -183,6 +224,7 @@ def folder_records(folder: os.PathLike | str, *, exclude: Iterable[os.PathLike |
             caption=row.get("caption") or None, root=folder))
     unused = sorted(set(captions) - used)
     if unused:
-        log.warning("%s: %d row(s) name no image found in the folder: %s", CAPTIONS_FILE, len(unused),
+        log.warning("%s: %d row(s) name no image found in the folder: %s", " / ".join(
+            n for n in (METADATA_JSONL, CAPTIONS_FILE) if (folder / n).is_file()), len(unused),
                     ", ".join(unused[:5]) + (" ..." if len(unused) > 5 else ""))
     return records

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Dict
 
 from ..cli import EXIT_INTERRUPTED
-from ..config import CHOICES, RunConfig
+from ..config import CHOICES, SAMPLE_GRID_IMAGES, RunConfig
 from ..errors import ConfigError
 from ._args import choice_help
 
@@ -96,7 +96,13 @@ def add_parser(subparsers):
                     "Ctrl-C stops after the current step and saves a checkpoint; continue with --resume. "
                     "Defaults shown are the configs'; --config, --resume and --init bring their own.")
     parser.add_argument("--data", required=True, metavar="DIR", help="dataset folder (pokemon_metadata.json, "
-                        "pokemon_images/, embeddings/, embeddings.json)")
+                        "pokemon_images/, embeddings/, embeddings.json), or a plain folder of your images with "
+                        "metadata.jsonl (file_name, text) or captions.csv: collected and embedded into RUN/data "
+                        "first (with the --init source's text encoder, else auto)")
+    parser.add_argument("--validation-prompt", action="append", default=None, metavar="TEXT",
+                        dest="validation_prompt",
+                        help=f"a prompt of the TensorBoard sample grid (repeatable, up to {SAMPLE_GRID_IMAGES}; "
+                             "encoded with the dataset's encoder; default: the first held-out captions)")
     parser.add_argument("--out", required=True, metavar="RUN", help="run folder to write")
     parser.add_argument("--config", metavar="JSON", help="a RunConfig JSON file (e.g. another run's config.json) "
                         "or inline JSON; flags override it")
@@ -205,9 +211,33 @@ def _rerun_on_jax(args, config: RunConfig) -> int:
             signal.signal(sig, handler)
 
 
+def _prepare_data(args, prompts, options: Dict[str, Any]) -> str:
+    """A plain image folder is collected and embedded into RUN/data first (``own_data.py``); the
+    validation prompts are encoded with the dataset's encoder into ``options``."""
+    from ..own_data import encoder_for, is_plain_folder, prepare_folder
+
+    data = str(args.data)
+    if is_plain_folder(data):
+        data = str(prepare_folder(data, args.out, encoder=encoder_for(getattr(args, "init", None))))
+    if prompts:
+        from ..text.embeddings import dataset_encoder_info
+        from ..text.registry import load_encoder_matching
+
+        encoder = load_encoder_matching(dataset_encoder_info(data))
+        options["sample_embeddings"] = encoder.encode(list(prompts))
+    return data
+
+
 def run(args) -> int:
     config = resolve_config(args)  # bad options fail here, before TensorFlow is imported
+    prompts = getattr(args, "validation_prompt", None) or []
+    if len(prompts) > SAMPLE_GRID_IMAGES or any(not p.strip() for p in prompts):
+        raise ConfigError(f"--validation-prompt: got {len(prompts)} prompt(s); allowed: 1 to {SAMPLE_GRID_IMAGES} "
+                          "non-empty prompts")
     if getattr(args, "backend", "tensorflow") == "jax":
+        if prompts:
+            raise ConfigError("--validation-prompt: got it with --backend jax; allowed: the tensorflow backend "
+                              "(the JAX path draws no sample grid)")
         if args.init is not None:
             raise ConfigError("--init: got it with --backend jax; allowed: --init with the tensorflow backend "
                               "(fine-tuning from a run is not on the JAX path yet)")
@@ -221,7 +251,8 @@ def run(args) -> int:
 
     log.debug("config: %s", json.dumps(config.to_dict()))
     options = {} if getattr(args, "backend", "tensorflow") == "jax" else {"init": args.init}
-    result = train(args.data, args.out, config, resume=args.resume, **options)
+    data = _prepare_data(args, prompts, options)
+    result = train(data, args.out, config, resume=args.resume, **options)
     minutes = result.elapsed_s / 60.0
     summary = f"step {result.step}/{result.total_steps} ({result.stopped}) after {minutes:.1f} min"
     if result.loss is not None:

@@ -21,7 +21,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ..config import EVAL_MAX_IMAGES, RunConfig
+from ..config import EVAL_MAX_IMAGES, SAMPLE_GRID_IMAGES, RunConfig
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
 from ..errors import DataError
 from ..locks import writer_lock
@@ -35,7 +35,6 @@ from .trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-SAMPLE_GRID_IMAGES = 8  # images in the TensorBoard sample grid
 SAMPLE_GRID_STEPS = 25  # DDIM steps for the grid
 SAMPLE_GRID_GUIDANCE = 3.0
 
@@ -94,7 +93,8 @@ class _SampleGrid:
 def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = False,
           strategy: Optional[tf.distribute.Strategy] = None,
           on_step: Optional[Callable[[int, float], Optional[bool]]] = None,
-          handle_signals: bool = True, init: Any = None) -> TrainResult:
+          handle_signals: bool = True, init: Any = None,
+          sample_embeddings: Optional[np.ndarray] = None) -> TrainResult:
     """Train a text-conditioned DDPM on a dataset folder and write the run folder.
 
     Sets the global Python/NumPy/TensorFlow/Keras seeds from ``config.train.seed`` (so the
@@ -112,6 +112,8 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
             a sync per step); returning True stops training as a signal would.
         handle_signals: stop cleanly on the first SIGINT/SIGTERM (main thread only).
         init: start from trained weights, ``"reference"`` or a run folder (``init_from.py``; not on resume).
+        sample_embeddings: (n, dim) embeddings of the TensorBoard sample grid's prompts (the
+            validation prompts); None = the first held-out (else training) captions.
 
     Returns:
         :class:`TrainResult`.
@@ -134,12 +136,13 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
             worker_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pokemon_diffusion_worker_")))
             logger.info("not the chief: checkpoints go to %s (removed at the end)", worker_dir)
         return _train(Path(data_dir), Path(run_dir), config, resume, strategy, on_step, handle_signals, worker_dir,
-                      init)
+                      init, sample_embeddings)
 
 
 def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strategy: tf.distribute.Strategy,
            on_step: Optional[Callable[[int, float], Optional[bool]]], handle_signals: bool,
-           worker_dir: Optional[Path], init: Any = None) -> TrainResult:
+           worker_dir: Optional[Path], init: Any = None,
+           sample_embeddings: Optional[np.ndarray] = None) -> TrainResult:
     if not data_dir.is_dir():
         raise DataError(f"dataset folder not found: {data_dir} (make one with `pokemon-diffusion collect`)")
     encoder = _encoder_of(data_dir)
@@ -183,7 +186,8 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     metrics = MetricsWriter(run_dir / METRICS_FILE, run_dir / TENSORBOARD_DIR,
                             keep_until=(restored.step if restored else 0) if resume else None,
                             enabled=chief)
-    grid = _SampleGrid((eval_set if eval_set is not None else train_set).embeddings, tc.seed)
+    grid = _SampleGrid((eval_set if eval_set is not None else train_set).embeddings
+                       if sample_embeddings is None else np.asarray(sample_embeddings, np.float32), tc.seed)
     loop = RunLoop(trainer, run_dir, metrics, (eval_set.images, eval_set.embeddings) if eval_set else None,
                    restored=restored, chief=chief, on_step=on_step, sample_grid=lambda: grid.images(trainer))
     return loop.train(batches, handle_signals)
