@@ -46,7 +46,8 @@ def test_bad_metadata_jsonl_lists_its_lines(tmp_path):
 
 
 @pytest.mark.slow  # ~13 s: loads MiniLM and traces a tiny U-Net
-def test_train_on_a_plain_folder_collects_embeds_and_uses_the_validation_prompts(tmp_path, monkeypatch, capsys):
+def test_train_on_a_plain_folder_collects_embeds_and_uses_the_validation_prompts(tmp_path, monkeypatch, capsys,
+                                                                                  package_log):
     folder = _pictures(tmp_path / "mine")
     run = tmp_path / "run"
     grids = []
@@ -57,7 +58,7 @@ def test_train_on_a_plain_folder_collects_embeds_and_uses_the_validation_prompts
         return real_grid(embeddings, seed)
 
     monkeypatch.setattr(training_loop, "_SampleGrid", record_grid)
-    config = tiny_config(steps=1, batch_size=2, val_fraction=0.0).to_json()
+    config = tiny_config(steps=1, batch_size=2, val_fraction=0.0, sample_every=1).to_json()
     code = main(["-q", "train", "--data", str(folder), "--out", str(run), "--config", config,
                  "--validation-prompt", "a red ball", "--validation-prompt", "a blue ball"])
     assert code == 0, capsys.readouterr().err
@@ -68,6 +69,12 @@ def test_train_on_a_plain_folder_collects_embeds_and_uses_the_validation_prompts
     assert json.loads((run / "encoder.json").read_text())["name"] == MINILM_IDENTITY
     assert (run / "ema_model.keras").is_file()
     assert grids and grids[-1].shape == (2, 384)  # the two validation prompts, not the dataset's captions
+    assert "sample grid disabled" not in package_log.text  # the grid was drawn from them at step 1
+    import tensorflow as tf
+
+    tags = {v.tag for f in (run / "tensorboard").iterdir() for e in tf.compat.v1.train.summary_iterator(str(f))
+            for v in e.summary.value}
+    assert "samples" in tags
     from pokemon_diffusion.text.registry import load_text_encoder
 
     np.testing.assert_allclose(grids[-1], load_text_encoder("minilm").encode(["a red ball", "a blue ball"]),
