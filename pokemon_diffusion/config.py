@@ -246,6 +246,7 @@ class ModelConfig(BaseConfig):
     norm: str = "batch"
     norm_groups: int = 8
     text_dim: int = 384
+    low_res: Optional[int] = None  # an upsampler from this size (None: the base model; docs/MODEL.md)
 
     @property
     def levels(self) -> int:
@@ -275,6 +276,16 @@ class ModelConfig(BaseConfig):
             self._check("norm_groups", all(w % self.norm_groups == 0 for w in self.widths),
                         f"a divisor of every level width {list(self.widths)}")
         self._range("text_dim", 1, 8192)
+        self._check("low_res", self.low_res is None or (8 <= self.low_res < self.image_size and not
+                                                        self.attention_resolutions and self.image_size % self.low_res == 0),
+                    f"None (the base model) or, without attention_resolutions, a divisor of image_size "
+                    f"{self.image_size} from 8 to {self.image_size // 2}")
+
+    def to_dict(self) -> Dict[str, Any]:
+        data = super().to_dict()
+        if self.low_res is None:  # a base model's config.json stays as before upsamplers existed
+            del data["low_res"]
+        return data
 
 
 @dataclass(frozen=True)
