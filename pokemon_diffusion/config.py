@@ -281,11 +281,8 @@ class ModelConfig(BaseConfig):
                     f"None (the base model) or, without attention_resolutions, a divisor of image_size "
                     f"{self.image_size} from 8 to {self.image_size // 2}")
 
-    def to_dict(self) -> Dict[str, Any]:
-        data = super().to_dict()
-        if self.low_res is None:  # a base model's config.json stays as before upsamplers existed
-            del data["low_res"]
-        return data
+    def to_dict(self) -> Dict[str, Any]:  # a base model's config.json stays as before upsamplers existed
+        return {k: v for k, v in super().to_dict().items() if k != "low_res" or v is not None}
 
 
 @dataclass(frozen=True)
@@ -342,6 +339,8 @@ class TrainConfig(BaseConfig):
     remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
     loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (NoiseSchedule.loss_weights)
     min_snr_gamma: float = 5.0
+    crop_size: Optional[int] = None  # an upsampler trains on random crops this big (None: whole images)
+    aug_max: float = 0.2  # an upsampler's conditioning augmentation: noise std s ~ U[0, aug_max] per example
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -369,6 +368,8 @@ class TrainConfig(BaseConfig):
         self._range("sample_every", 0, 10_000_000)
         self._choice("loss_weighting")
         self._check("min_snr_gamma", 0.0 < self.min_snr_gamma <= 1e6, "a positive number (the paper uses 5)")
+        self._range("crop_size", 16, 128, optional=True)
+        self._range("aug_max", 0.0, 1.0)
 
 
 @dataclass(frozen=True)
