@@ -39,6 +39,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedu
                                        "strategy": STRATEGIES, "sampler": SAMPLERS, "lr_schedule": LR_SCHEDULES,
                                        "loss_weighting": LOSS_WEIGHTINGS}
 MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
+CASCADE_STAGE_STEPS, CASCADE_AUG_LEVEL = 25, 0.05  # a cascade stage at sampling: DDIM steps, fixed aug level
 EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
@@ -289,10 +290,9 @@ class ModelConfig(BaseConfig):
 class DiffusionConfig(BaseConfig):
     """The forward process: noise schedule, number of steps and what the network predicts.
 
-    ``prediction`` defaults to ``"v"`` (v = √ᾱ·ε − √(1−ᾱ)·x₀, Salimans & Ho 2022): on this
-    project's 32×32 Pokémon the same U-Net trained with ε drew blobs and with v draws creatures
-    (docs/RESULTS.md, reference v3 and its from-scratch control). ``"epsilon"`` is the DDPM
-    paper's target and what runs made before 2026-12-03 use; a saved run records its own value.
+    ``prediction`` defaults to ``"v"`` (v = √ᾱ·ε − √(1−ᾱ)·x₀, Salimans & Ho 2022): on this project's 32×32
+    Pokémon the same U-Net trained with ε drew blobs and with v draws creatures (docs/RESULTS.md, reference v3
+    and its control). ``"epsilon"``: the DDPM paper's, runs before 2026-12-03; a run records its own value.
     """
 
     timesteps: int = 1000

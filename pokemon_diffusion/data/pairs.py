@@ -22,16 +22,21 @@ HELD_OUT_AUG_LEVEL = 0.0  # the held-out loss conditions on the clean degraded i
 PAIR_DRAW_SALT = 0x5A1F_C0DE  # keeps the pair draws apart from the flips and caption draws of the same seed
 
 
-def degrade(images: Any, low_res: int) -> Any:
-    """``(B, H, W, C)`` -> area-downsampled to ``low_res`` and bicubic-upsampled back to ``(H, W)``.
+def upsample(images: Any, size: int) -> Any:
+    """``(B, h, w, C)`` -> bicubic-resized to ``(size, size)``, float32: the way up of :func:`degrade`,
+    and what a cascade does to the previous stage's output."""
+    return ops.cast(ops.image.resize(ops.cast(images, "float32"), (int(size), int(size)), interpolation="bicubic"),
+                    "float32")
 
-    ``H`` and ``W`` must be multiples of ``low_res`` (a config check); float32 in, float32 out.
+
+def degrade(images: Any, low_res: int) -> Any:
+    """``(B, H, H, C)`` -> area-downsampled to ``low_res`` and bicubic-upsampled back (:func:`upsample`).
+
+    ``H`` must be a multiple of ``low_res`` (a config check); float32 in, float32 out.
     """
     images = ops.cast(images, "float32")
-    height, width = int(images.shape[1]), int(images.shape[2])
-    factor = height // int(low_res)
-    small = ops.average_pool(images, factor, factor, padding="valid")
-    return ops.cast(ops.image.resize(small, (height, width), interpolation="bicubic"), "float32")
+    factor = int(images.shape[1]) // int(low_res)
+    return upsample(ops.average_pool(images, factor, factor, padding="valid"), int(images.shape[1]))
 
 
 def condition_inputs(images: Any, low_res: int, aug_level: float) -> List[Any]:

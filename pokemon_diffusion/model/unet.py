@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, List
+from typing import Any, List, Sequence
 
 import keras
 
@@ -48,6 +48,12 @@ def _attention_heads(width: int) -> int:
     while width % heads:
         heads -= 1
     return heads
+
+
+def model_inputs(x_t: Any, t: Any, text: Any, extra: Sequence[Any] = ()) -> List[Any]:
+    """THE model's inputs, wherever it is called (train step, held-out loss, sampling loop):
+    ``[x_t, t, text]`` plus the extras of an upsampler (``low_res_images, aug_levels``; none for the base)."""
+    return [x_t, t, text, *extra]
 
 
 def _conditioning(config: ModelConfig, timesteps, text, aug_levels=None) -> Any:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import keras
 import numpy as np
@@ -29,6 +29,7 @@ from ..config import RunConfig
 from ..data.pairs import HELD_OUT_AUG_LEVEL, condition_inputs
 from ..diffusion.schedule import make_schedule
 from ..errors import ConfigError
+from ..model.unet import model_inputs
 from ..run_dir import save_model_atomic
 from .distribute import make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
@@ -68,12 +69,6 @@ def denoising_loss(target: tf.Tensor, prediction: tf.Tensor, global_batch: tf.Te
     its timestep's weight (1, or Min-SNR-γ), summed over the local examples and divided by the
     GLOBAL batch size, so replica shares add up to the mean."""
     return tf.reduce_sum(per_example_loss(target, prediction) * weights) / global_batch
-
-
-def model_inputs(x_t: Any, t: Any, text: Any, extra: Sequence[Any] = ()) -> List[Any]:
-    """THE model's inputs in every step: ``[x_t, t, text]`` plus a batch's extras after its index
-    (an upsampler's ``low_res_images, aug_levels``, made by ``data/pairs.py``; none for the base)."""
-    return [x_t, t, text, *extra]
 
 
 def held_out_error_fn(model: Any, config: RunConfig):
