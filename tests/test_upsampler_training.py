@@ -1,5 +1,7 @@
 """An upsampler on the shared run loop: pairs (data/pairs.py), the trainer's input hook, resume, CLI."""
 
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -103,6 +105,14 @@ def test_an_upsampler_trains_resumes_bit_exact_and_its_keras_file_loads(data_dir
     x = np.zeros((2, 32, 32, 3), np.float32)
     out = loaded.model([x, np.zeros(2, np.int32), np.zeros((2, 8), np.float32), x, np.zeros(2, np.float32)])
     assert out.shape == (2, 32, 32, 3)
+    # evaluate: PSNR/SSIM/spectrum against bicubic on the held-out images (evaluation/upsampler.py)
+    report_path = tmp_path / "eval.json"
+    code = main(["-q", "evaluate", "--run", str(tmp_path / "resumed"), "--data", str(data_dir), "--num", "2",
+                 "--steps", "2", "--out", str(report_path)])
+    report = json.loads(report_path.read_text())
+    assert code == 0 and report["num_images"] == 2 and (report["low_res"], report["size"]) == (16, 32)
+    assert set(report["model"]) == set(report["bicubic"]) == {"psnr", "ssim", "hf_share", "hf_ratio",
+                                                             "consistency_psnr"}
 
 
 @pytest.mark.parametrize("argv, message", [
