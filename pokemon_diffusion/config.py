@@ -41,6 +41,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedu
                                        "strategy": STRATEGIES, "sampler": SAMPLERS, "lr_schedule": LR_SCHEDULES,
                                        "loss_weighting": LOSS_WEIGHTINGS}
 MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
+CASCADE_STAGE_STEPS, CASCADE_AUG_LEVEL = 25, 0.05  # a cascade stage at sampling: DDIM steps, fixed aug level
 EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
@@ -248,6 +249,7 @@ class ModelConfig(BaseConfig):
     norm: str = "batch"
     norm_groups: int = 8
     text_dim: int = 384
+    low_res: Optional[int] = None  # an upsampler from this size (None: the base model; docs/MODEL.md)
 
     @property
     def levels(self) -> int:
@@ -277,16 +279,22 @@ class ModelConfig(BaseConfig):
             self._check("norm_groups", all(w % self.norm_groups == 0 for w in self.widths),
                         f"a divisor of every level width {list(self.widths)}")
         self._range("text_dim", 1, 8192)
+        self._check("low_res", self.low_res is None or (8 <= self.low_res < self.image_size and not
+                                                        self.attention_resolutions and self.image_size % self.low_res == 0),
+                    f"None (the base model) or, without attention_resolutions, a divisor of image_size "
+                    f"{self.image_size} from 8 to {self.image_size // 2}")
+
+    def to_dict(self) -> Dict[str, Any]:  # a base model's config.json stays as before upsamplers existed
+        return {k: v for k, v in super().to_dict().items() if k != "low_res" or v is not None}
 
 
 @dataclass(frozen=True)
 class DiffusionConfig(BaseConfig):
     """The forward process: noise schedule, number of steps and what the network predicts.
 
-    ``prediction`` defaults to ``"v"`` (v = √ᾱ·ε − √(1−ᾱ)·x₀, Salimans & Ho 2022): on this
-    project's 32×32 Pokémon the same U-Net trained with ε drew blobs and with v draws creatures
-    (docs/RESULTS.md, reference v3 and its from-scratch control). ``"epsilon"`` is the DDPM
-    paper's target and what runs made before 2026-12-03 use; a saved run records its own value.
+    ``prediction`` defaults to ``"v"`` (v = √ᾱ·ε − √(1−ᾱ)·x₀, Salimans & Ho 2022): on this project's 32×32
+    Pokémon the same U-Net trained with ε drew blobs and with v draws creatures (docs/RESULTS.md, reference v3
+    and its control). ``"epsilon"``: the DDPM paper's, runs before 2026-12-03; a run records its own value.
     """
 
     timesteps: int = 1000
@@ -333,6 +341,8 @@ class TrainConfig(BaseConfig):
     remat: bool = False  # recompute each ResBlock in the backward pass: less memory, a slower step
     loss_weighting: str = "none"  # "min_snr": Min-SNR-γ weights per timestep (NoiseSchedule.loss_weights)
     min_snr_gamma: float = 5.0
+    crop_size: Optional[int] = None  # an upsampler trains on random crops this big (None: whole images)
+    aug_max: float = 0.2  # an upsampler's conditioning augmentation: noise std s ~ U[0, aug_max] per example
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -360,6 +370,8 @@ class TrainConfig(BaseConfig):
         self._range("sample_every", 0, 10_000_000)
         self._choice("loss_weighting")
         self._check("min_snr_gamma", 0.0 < self.min_snr_gamma <= 1e6, "a positive number (the paper uses 5)")
+        self._range("crop_size", 16, 128, optional=True)
+        self._range("aug_max", 0.0, 1.0)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import numpy as np
 
 from .config import SampleConfig
 from .errors import ConfigError, EncoderError
-from .run_dir import LoadedRun
+from .run_dir import CascadeRun, LoadedRun
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +84,12 @@ def _encode(run: LoadedRun, prompts: List[str], config: SampleConfig, text_encod
 
 def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
              config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
-             embeddings: Optional[np.ndarray] = None, negative_prompt: Optional[str] = None):
+             embeddings: Optional[np.ndarray] = None, negative_prompt: Optional[str] = None,
+             size: Optional[int] = None):
     """Sample ``num`` images per prompt with the run's EMA model and schedule.
+
+    ``size``: the image side; None = the run's (a cascade run's largest stage: ``CascadeRun.sizes``);
+    a cascade stops at the stage of that size.
 
     With ``config.enrich`` (the default) a Pokémon name in a prompt gets the run's description of
     that Pokémon first (:func:`prompt_texts`); ``embeddings`` given skip the text altogether.
@@ -115,10 +119,11 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
             log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
     prompts, embeddings, negative_emb = _encode(run, prompts, config, text_encoder, encoder, embeddings)
     model = run.config.model
-    shape = (len(prompts) * num, model.image_size, model.image_size, model.channels)
+    side = size or getattr(run, "sizes", [model.image_size])[-1]
+    shape = (len(prompts) * num, side, side, model.channels)
     log.info("sampling %d image(s) of %dx%d with %s (%s steps), guidance %g", shape[0], shape[1], shape[2],
              config.sampler, steps or timesteps, config.guidance_scale)
-    result = sample(run.model, embeddings, shape, schedule=run.schedule, sampler=config.sampler, steps=steps,
+    result = sample(run if isinstance(run, CascadeRun) else run.model, embeddings, shape, schedule=run.schedule, sampler=config.sampler, steps=steps,
                     eta=config.eta if config.sampler == "ddim" else 0.0, guidance_scale=config.guidance_scale,
                     seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0,
                     negative_emb=negative_emb)

@@ -8,6 +8,11 @@ Layout::
     RUN/checkpoints/       tf.train.CheckpointManager files (model, EMA, optimizer, step, RNG)
     RUN/metrics.jsonl      one JSON object per logged step
     RUN/tensorboard/       TensorBoard event files
+
+A cascade folder holds ``cascade.json`` instead, naming the base run and the upsampler stages'
+runs (folders relative to it), e.g. ``{"base": "base", "stages": ["up64", "up128"]}``, with
+optional ``"stage_steps"`` and ``"aug_level"`` (default ``config.CASCADE_STAGE_STEPS`` /
+``CASCADE_AUG_LEVEL``): :func:`load_run` gives a :class:`CascadeRun` for it.
 """
 
 from __future__ import annotations
@@ -18,10 +23,10 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from .atomic import atomic_path, atomic_write_text
-from .config import RunConfig
+from .config import CASCADE_AUG_LEVEL, CASCADE_STAGE_STEPS, RunConfig
 from .errors import CheckpointError, EncoderError, PokemonDiffusionError
 
 logger = logging.getLogger(__name__)
@@ -32,6 +37,7 @@ EMA_MODEL_FILE = "ema_model.keras"
 CHECKPOINT_DIR = "checkpoints"
 METRICS_FILE = "metrics.jsonl"
 TENSORBOARD_DIR = "tensorboard"
+CASCADE_FILE = "cascade.json"
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,65 @@ class LoadedRun:
         from .diffusion.schedule import make_schedule
 
         return make_schedule(self.config.diffusion)
+
+
+@dataclass
+class CascadeRun(LoadedRun):
+    """A cascade (``cascade.json``): the base run, then upsampler stages; ``config``, ``encoder`` and
+    ``model`` are the base's. ``samplers.sample`` given one samples the whole cascade (``sample``)."""
+
+    base: Optional[LoadedRun] = None
+    stages: Tuple[LoadedRun, ...] = ()
+    stage_steps: int = CASCADE_STAGE_STEPS
+    aug_level: float = CASCADE_AUG_LEVEL
+
+    @property
+    def name_table(self):
+        return self.base.name_table
+
+    @property
+    def sizes(self) -> List[int]:
+        """The sizes it gives: the base's, then each stage's."""
+        return [self.config.model.image_size] + [s.config.model.image_size for s in self.stages]
+
+    def sample(self, text_emb, shape, **options):
+        from .diffusion.cascade import sample_cascade
+
+        return sample_cascade(self, text_emb, shape, **options)
+
+
+def load_cascade(folder: Path) -> CascadeRun:
+    """Read ``folder/cascade.json`` and load its runs (see the module docstring).
+
+    Raises:
+        CheckpointError: a malformed file, a missing run, a stage that does not take the previous
+            size, or runs with different text encoders.
+    """
+    path = folder / CASCADE_FILE
+    try:
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        base_dir, stage_dirs = spec["base"], spec["stages"]
+        steps, aug = int(spec.get("stage_steps", CASCADE_STAGE_STEPS)), float(spec.get("aug_level", CASCADE_AUG_LEVEL))
+        if not (isinstance(base_dir, str) and isinstance(stage_dirs, list) and stage_dirs
+                and all(isinstance(s, str) for s in stage_dirs) and steps >= 1 and 0.0 <= aug <= 1.0):
+            raise ValueError("wrong types or values")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{path}: {exc}; allowed: {{\"base\": RUN, \"stages\": [RUN, ...], \"stage_steps\": "
+                              f"N >= 1, \"aug_level\": 0 to 1}} with run folders relative to it") from None
+    base = load_run(folder / base_dir)
+    stages = tuple(load_run(folder / s) for s in stage_dirs)
+    size = base.config.model.image_size
+    for name, stage in zip(stage_dirs, stages):
+        model = stage.config.model
+        if model.low_res != size:
+            raise CheckpointError(f"{path}: stage {name!r} upsamples from {model.low_res}; allowed: an upsampler "
+                                  f"from {size} (the previous stage's size)")
+        if stage.encoder != base.encoder:
+            raise CheckpointError(f"{path}: stage {name!r} was trained with text encoder {stage.encoder.name!r} "
+                                  f"({stage.encoder.dim}-d); allowed: the base's, {base.encoder.name!r} ({base.encoder.dim}-d)")
+        size = model.image_size
+    return CascadeRun(folder, base.config, base.encoder, base.model, base=base, stages=stages, stage_steps=steps,
+                      aug_level=aug)
 
 
 def write_encoder_info(run_dir: os.PathLike | str, info: EncoderInfo) -> None:
@@ -148,6 +213,8 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> Lo
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir} (train one with `pokemon-diffusion train`)")
+    if (run_dir / CASCADE_FILE).is_file():
+        return load_cascade(run_dir)
     model_path = run_dir / (model_file or EMA_MODEL_FILE)
     if not model_path.is_file():
         raise CheckpointError(f"{run_dir} has no {model_path.name}: training has not saved a model yet")

@@ -120,8 +120,31 @@ def run(args) -> int:
         return _evaluate(args, guidance, shipped)
 
 
+def _is_upsampler(run: str) -> bool:
+    """A local run folder whose config.json describes an upsampler (``model.low_res``)."""
+    from ..config import RunConfig
+    from ..errors import ConfigError
+
+    try:
+        return RunConfig.load(Path(run) / "config.json").model.low_res is not None
+    except ConfigError:
+        return False
+
+
 def _evaluate(args, guidance, shipped: bool) -> int:
     from ..atomic import atomic_write_text
+
+    if _is_upsampler(args.run):  # PSNR/SSIM/spectrum against bicubic on held-out images (evaluation/upsampler.py)
+        from ..evaluation.upsampler import evaluate_upsampler_run, format_upsampler_report
+
+        report = evaluate_upsampler_run(args.run, args.data, num=args.num, seed=args.seed, batch_size=args.batch_size,
+                                        guidance_scale=guidance[0],
+                                        **({} if args.steps is None else {"steps": args.steps}))
+        out = args.out or Path(args.run) / "evaluation.json"
+        atomic_write_text(out, json.dumps(report, indent=2, allow_nan=True) + "\n")
+        print(format_upsampler_report(report))
+        print(f"report: {out}")
+        return 0
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import format_report
 

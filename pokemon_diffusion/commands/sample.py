@@ -84,6 +84,9 @@ def add_parser(subparsers):
     parser.add_argument("--strength", type=float_range(0.01, 1.0), default=None, metavar="S",
                         help="with --init-image: how much of the picture to redraw, 0.01 (keep it) ... "
                              "1 (start from noise) (default: 0.6)")
+    parser.add_argument("--size", type=int_range(8, 1024), default=None, metavar="N",
+                        help="image side: one of the run's sizes; a cascade run (RUN/cascade.json) gives its "
+                             "base's and each stage's (default: the largest; a single run: its own)")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
                              "RUN/encoder.json); it must be the same encoder (identity and size)")
@@ -162,6 +165,10 @@ def run(args) -> int:
 
         loaded = load_run(args.run)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
+    sizes = getattr(loaded, "sizes", [loaded.config.model.image_size])
+    if args.size is not None and args.size not in sizes:
+        raise ConfigError(f"--size: got {args.size}; allowed: {' | '.join(map(str, sizes))} (the run's size"
+                          f"{'s: base, then each stage' if len(sizes) > 1 else '; a cascade run gives more'})")
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
     edited = {}  # an edit's settings, for the metadata of --out-dir's files
     if args.init_image is not None:
@@ -174,7 +181,8 @@ def run(args) -> int:
         result, labels = edit(loaded, prompts, image, strength=edited["strength"], num=args.num, config=config,
                               text_encoder=args.text_encoder)
     else:
-        result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder)
+        result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder,
+                                  size=args.size)
     log.info("seed %d (pass --seed %d to repeat)", result.seed, result.seed)
     # 3. the files, each written atomically
     save_outputs(result, labels, args.out, steps_figure=args.steps_figure, gif=args.gif)

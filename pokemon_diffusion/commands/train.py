@@ -32,6 +32,11 @@ FIELD_FLAGS = (
     ("--steps", "train", "steps", "N", "training steps"),
     ("--epochs", "train", "epochs", "N", "passes over the training images"),
     ("--image-size", "model", "image_size", "N", "image side in pixels"),
+    ("--upsample-from", "model", "low_res", "N", "train an upsampler (a cascade stage) from this size to "
+                                                 "--image-size (TensorFlow backend; docs/TRAINING.md)"),
+    ("--crop-size", "train", "crop_size", "N", "an upsampler's random training crops (none: whole images)"),
+    ("--aug-max", "train", "aug_max", "X", "an upsampler's conditioning augmentation: noise std drawn "
+                                           "from [0, X] per example"),
     ("--batch-size", "train", "batch_size", "N", "global batch size"),
     ("--lr", "train", "learning_rate", "X", "peak learning rate"),
     ("--seed", "train", "seed", "S", "seed of init, data order, noise"),

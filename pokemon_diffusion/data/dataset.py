@@ -27,7 +27,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -294,7 +294,7 @@ CAPTION_DRAW_SALT = 0x5EED_CA97
 def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 32, *, shuffle: bool = True,
                  flip: bool = True, seed: int = 0, repeat: bool = False, start_index: int = 0,
                  with_index: bool = False, drop_remainder: bool = False,
-                 caption_counts: Optional[np.ndarray] = None):
+                 caption_counts: Optional[np.ndarray] = None, pair_fn: Optional[Callable] = None):
     """A ``tf.data.Dataset`` of ``(image, embedding)`` batches.
 
     The pipeline is cache → shuffle (seeded, reshuffled each epoch) → [repeat] → [skip] → random
@@ -319,6 +319,8 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
             (the trainer derives each example's noise from it).
         drop_remainder: drop a last batch smaller than ``batch_size``.
         caption_counts: int ``(N,)``, required with ``(N, K, dim)`` embeddings.
+        pair_fn: ``(image, index) -> (image, *extra)`` after the flip (an upsampler's pairs,
+            ``pairs.pair_element``); the extras follow the index in each batch (needs ``with_index``).
 
     Returns:
         A ``tf.data.Dataset`` yielding ``(images (B, H, W, C), embeddings (B, dim))``
@@ -343,6 +345,8 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
         embeddings = (embeddings, counts.astype(np.int32))
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"make_dataset.batch_size: got {batch_size!r}; allowed: an integer >= 1")
+    if pair_fn is not None and not with_index:
+        raise DataError("make_dataset.pair_fn: got a pair function without with_index; allowed: with_index=True")
     if start_index < 0 or (start_index and not repeat and start_index >= len(images)):
         raise DataError(f"make_dataset.start_index: got {start_index!r}; allowed: 0 <= start_index "
                         + ("" if repeat else f"< {len(images)}"))
@@ -367,6 +371,9 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
             key = tf.stack([tf.constant(seed ^ CAPTION_DRAW_SALT, tf.int64), index])
             pick = tf.random.stateless_uniform([], seed=key, minval=0, maxval=count, dtype=tf.int32)
             embedding = tf.gather(rows, pick)
+        if pair_fn is not None:
+            image, *extra = pair_fn(image, index)
+            return (image, embedding, index, *extra)
         return (image, embedding, index) if with_index else (image, embedding)
 
     ds = ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)

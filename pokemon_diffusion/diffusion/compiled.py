@@ -16,6 +16,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from ..model.unet import model_inputs
 from .schedule import NoiseSchedule
 from .steps import apply_guidance, ddim_step, ddpm_step
 
@@ -38,20 +39,21 @@ def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: st
     step ``stop − 1`` and that step's x̂_0 (zeros for an empty segment).
     """
 
-    def predict(x, t, cond, uncond, guidance):
+    def predict(x, t, cond, uncond, guidance, extra):
         model = model_ref()
         if model is None:  # pragma: no cover - the cache entry dies with the model
             raise RuntimeError("the model of this compiled sampler was garbage collected")
         if guided:
             # one forward pass over [cond; uncond] (uncond: the null embedding, all zeros, or a
             # negative prompt's): twice the batch, half the kernel launches
-            out = model([tf.concat([x, x], 0), tf.concat([t, t], 0),
-                         tf.concat([cond, uncond], 0)], training=False)
+            both = [tf.concat([e, e], 0) for e in extra]  # an upsampler's conditioning, for both halves
+            out = model(model_inputs(tf.concat([x, x], 0), tf.concat([t, t], 0), tf.concat([cond, uncond], 0), both),
+                        training=False)
             out_cond, out_null = tf.split(tf.cast(out, tf.float32), 2, axis=0)
             return apply_guidance(out_cond, out_null, guidance)
-        return tf.cast(model([x, t, cond], training=False), tf.float32)
+        return tf.cast(model(model_inputs(x, t, cond, extra), training=False), tf.float32)
 
-    def segment(x, cond, uncond, step_t, step_prev, start, stop, guidance, eta, noise_key):
+    def segment(x, cond, uncond, step_t, step_prev, start, stop, guidance, eta, noise_key, extra=()):
         batch = tf.shape(x)[0]
 
         def body(i, x, _x0):
@@ -59,7 +61,7 @@ def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: st
             t = tf.fill([batch], step_t[i])
             t_prev = tf.fill([batch], step_prev[i])
             # 2. network output, guided
-            out = predict(x, t, cond, uncond, guidance)
+            out = predict(x, t, cond, uncond, guidance, extra)
             # 3. this step's noise: a key folded from the run's key and the step index
             z = tf.random.stateless_normal(tf.shape(x), tf.random.experimental.stateless_fold_in(
                 noise_key, tf.cast(i, tf.int64)))

@@ -22,10 +22,8 @@ References:
     DDPM: Ho et al. 2020, eq. 6-7 (posterior q(x_{t-1} | x_t, x_0)) and eq. 11 (reverse step).
     DDIM: Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 12 and eq. 16.
 
-Example:
-    >>> images, steps = sample_ddim(model, embedding, shape=(4, 32, 32, 3), seed=0)  # doctest: +SKIP
-    >>> images.shape, steps.shape                                                    # doctest: +SKIP
-    ((4, 32, 32, 3), (10, 4, 32, 32, 3))
+Example: ``sample_ddim(model, embedding, shape=(4, 32, 32, 3), seed=0)`` -> images (4, 32, 32, 3), 10 kept
+states (10, 4, 32, 32, 3). A cascade run as the model: its base, then its stages (``diffusion/cascade.py``).
 """
 
 from __future__ import annotations
@@ -255,9 +253,9 @@ def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, gui
 
 def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
          steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
-         num_intermediates: int, clip_x0: bool, negative_emb=None) -> SamplingPlan:
-    """Check every argument (see :func:`sample`) before any compute, then draw x_T: the
-    :class:`SamplingPlan` that :func:`sample` and ``streaming.iter_sample`` run.
+         num_intermediates: int, clip_x0: bool, negative_emb=None, extra: Sequence[Any] = ()) -> SamplingPlan:
+    """Check every argument (see :func:`sample`) before any compute, then draw x_T: the :class:`SamplingPlan`
+    that :func:`sample` and ``streaming.iter_sample`` run (``extra``: an upsampler's further inputs, fixed).
 
     Raises:
         EncoderError, ConfigError: as in :func:`sample`.
@@ -300,6 +298,7 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
     noise_key = tf.random.experimental.stateless_fold_in(run_key, 1)
 
     args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key, uncond)
+    args.update({"extra": tuple(tf.constant(e, tf.float32) for e in extra)} if len(extra) else {})
     return SamplingPlan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
                         guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
 
@@ -317,7 +316,7 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
 
     Args:
         model: called as ``model([x, t, text_emb], training=False)`` (see ``build_unet``); use the
-            EMA model of a run (``load_run(...).model``).
+            EMA model of a run (``load_run(...).model``), or a cascade run (its base, then its stages).
         text_emb: (dim,) or (n, dim) float embeddings; n must divide the batch, each row is used
             for ``batch // n`` consecutive images.
         shape: (batch, height, width, channels) of the images to make.
@@ -341,9 +340,11 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         EncoderError: the embedding size differs from the model's.
         ConfigError: any other argument outside what is allowed (also a ValueError).
     """
-    sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
-                    guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                    clip_x0=clip_x0, negative_emb=negative_emb)
+    options = dict(schedule=schedule, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
+                   num_intermediates=num_intermediates, clip_x0=clip_x0, negative_emb=negative_emb)
+    if getattr(model, "stages", None) is not None:  # a cascade run: its own method (no import cycle)
+        return model.sample(text_emb, shape, progress=progress, **options)
+    sampling = plan(model, text_emb, shape, **options)
     num_steps = sampling.num_steps
     # segments end at kept states, and every ~1 % of the steps when a bar is drawn
     bar = progress_bar(total=num_steps, enabled=progress, desc=f"{sampler} sampling", unit="step")

@@ -8,6 +8,14 @@
 - ``text_embeddings``: float32 ``(B, text_dim)``; all zeros is the unconditional (null) input;
 - output: float32 ``(B, H, W, C)``, ε or v (see ``NoiseSchedule.epsilon_and_x0``).
 
+An upsampler (``ModelConfig.low_res`` set) is fully convolutional (any H, W divisible by
+``2 ** (levels - 1)``: it trains on crops) and takes two more inputs (``UPSAMPLER_INPUTS``):
+
+- ``low_res_images``: float32 ``(B, H, W, C)``, the low-resolution image upsampled back to
+  ``(H, W)`` (``data/pairs.py``), concatenated with the noisy image before the stem;
+- ``aug_levels``: float32 ``(B,)`` in [0, 1], the conditioning-augmentation noise level of
+  ``low_res_images``, embedded like t (a second sinusoid + MLP added to the conditioning).
+
 Layout (keras-io DDIM U-Net, with DDPM/ADM conditioning): a 3x3 stem; per level
 ``num_res_blocks`` ResBlocks (each followed by self-attention at ``attention_resolutions``) and an
 average-pool; the lowest level is the middle; the up path mirrors it with bilinear up-sampling and
@@ -19,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, List
+from typing import Any, List, Sequence
 
 import keras
 
@@ -30,6 +38,8 @@ from .layers import AttentionBlock, ResBlock, SinusoidalEmbedding, make_norm
 logger = logging.getLogger(__name__)
 
 INPUT_NAMES = ("noisy_images", "timesteps", "text_embeddings")
+UPSAMPLER_INPUTS = ("low_res_images", "aug_levels")  # an upsampler's two more inputs, in this order
+AUG_SCALE = 1000.0  # an augmentation level in [0, 1] is embedded as a timestep in [0, 1000]
 HEAD_DIM = 32  # channels per attention head (heads = width // 32, at least 1)
 
 
@@ -40,7 +50,13 @@ def _attention_heads(width: int) -> int:
     return heads
 
 
-def _conditioning(config: ModelConfig, timesteps, text) -> Any:
+def model_inputs(x_t: Any, t: Any, text: Any, extra: Sequence[Any] = ()) -> List[Any]:
+    """THE model's inputs, wherever it is called (train step, held-out loss, sampling loop):
+    ``[x_t, t, text]`` plus the extras of an upsampler (``low_res_images, aug_levels``; none for the base)."""
+    return [x_t, t, text, *extra]
+
+
+def _conditioning(config: ModelConfig, timesteps, text, aug_levels=None) -> Any:
     """Time embedding (sinusoid + 2-layer MLP) plus the projected text embedding, then swish.
 
     The sum goes through swish once here rather than in every block: each ResBlock's Dense then sees
@@ -52,7 +68,13 @@ def _conditioning(config: ModelConfig, timesteps, text) -> Any:
     t = keras.layers.Dense(emb_dim, name="time_mlp_2")(t)
     # a zero (null) text embedding maps to this Dense's bias: a valid "no text" input for guidance
     y = keras.layers.Dense(emb_dim, name="text_proj")(text)
-    return keras.layers.Activation("swish", name="cond_swish")(keras.layers.Add(name="cond_add")([t, y]))
+    parts = [t, y]
+    if aug_levels is not None:
+        a = keras.layers.Rescaling(AUG_SCALE, name="aug_scale")(aug_levels)
+        a = SinusoidalEmbedding(max(32, config.base_width), name="aug_sinusoid")(a)
+        a = keras.layers.Dense(emb_dim, activation="swish", name="aug_mlp_1")(a)
+        parts.append(keras.layers.Dense(emb_dim, name="aug_mlp_2")(a))
+    return keras.layers.Activation("swish", name="cond_swish")(keras.layers.Add(name="cond_add")(parts))
 
 
 def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
@@ -65,7 +87,8 @@ def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
 
     Returns:
         An uncompiled functional ``keras.Model`` named "unet" with inputs named
-        "noisy_images", "timesteps", "text_embeddings" and a float32 output.
+        "noisy_images", "timesteps", "text_embeddings" (and, for an upsampler, "low_res_images",
+        "aug_levels"; named "upsampler") and a float32 output.
 
     Raises:
         ConfigError: ``config`` is not a ModelConfig.
@@ -79,10 +102,16 @@ def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
         raise ConfigError(f"build_unet: got {type(config).__name__}; allowed: a ModelConfig "
                           f"(e.g. ModelConfig.from_dict(...) for a dict)")
     size, widths = config.image_size, config.widths
-    images = keras.Input((size, size, config.channels), name=INPUT_NAMES[0], dtype="float32")
+    upsampler = config.low_res is not None
+    side = None if upsampler else size  # an upsampler is fully convolutional: it trains on crops
+    images = keras.Input((side, side, config.channels), name=INPUT_NAMES[0], dtype="float32")
     timesteps = keras.Input((), name=INPUT_NAMES[1], dtype="int32")
     text = keras.Input((config.text_dim,), name=INPUT_NAMES[2], dtype="float32")
-    cond = _conditioning(config, timesteps, text)
+    inputs = [images, timesteps, text]
+    if upsampler:
+        inputs += [keras.Input((side, side, config.channels), name=UPSAMPLER_INPUTS[0], dtype="float32"),
+                   keras.Input((), name=UPSAMPLER_INPUTS[1], dtype="float32")]
+    cond = _conditioning(config, timesteps, text, inputs[4] if upsampler else None)
 
     def res_block(x, width: int, name: str):
         return ResBlock(width, dropout=config.dropout, norm=config.norm, norm_groups=config.norm_groups,
@@ -94,7 +123,8 @@ def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
         return AttentionBlock(_attention_heads(x.shape[-1]), norm=config.norm, norm_groups=config.norm_groups,
                               name=name)(x)
 
-    x = keras.layers.Conv2D(widths[0], 3, padding="same", name="stem")(images)
+    stem_in = keras.layers.Concatenate(name="low_res_concat")([images, inputs[3]]) if upsampler else images
+    x = keras.layers.Conv2D(widths[0], 3, padding="same", name="stem")(stem_in)
     skips: List[Any] = []
     last = len(widths) - 1
     # down path; the lowest level is the middle of the U and keeps no skips
@@ -121,7 +151,7 @@ def build_unet(config: ModelConfig, *, remat: bool = False) -> keras.Model:
     # float32 so the output (and the loss) stay float32 under a mixed-precision policy
     outputs = keras.layers.Conv2D(config.channels, 3, padding="same", kernel_initializer="zeros",
                                   dtype="float32", name="out_conv")(x)
-    model = keras.Model([images, timesteps, text], outputs, name="unet")
+    model = keras.Model(inputs, outputs, name="upsampler" if upsampler else "unet")
     logger.debug("built U-Net %s: %s", config.widths, model_summary_line(model))
     return model
 

@@ -75,6 +75,9 @@ class JaxTrainer:
         if keras.backend.backend() != "jax":
             raise ConfigError(f"JaxTrainer: Keras runs on {keras.backend.backend()!r}; allowed: 'jax' "
                               "(set KERAS_BACKEND=jax before Keras is imported)")
+        if config.model.low_res is not None:
+            raise ConfigError(f"JaxTrainer: got an upsampler (ModelConfig.low_res {config.model.low_res}); allowed: "
+                              "a base model (upsamplers train with --backend tensorflow)")
         if model_fn is None:
             from ..model.unet import build_unet as model_fn
         tc = config.train

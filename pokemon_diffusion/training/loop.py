@@ -11,6 +11,7 @@ what ``sample`` needs (see ``run_dir.py``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 import tempfile
@@ -23,6 +24,7 @@ import tensorflow as tf
 
 from ..config import EVAL_MAX_IMAGES, SAMPLE_GRID_IMAGES, RunConfig
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
+from ..data.pairs import pair_element
 from ..errors import DataError
 from ..locks import writer_lock
 from ..run_dir import CHECKPOINT_DIR, METRICS_FILE, TENSORBOARD_DIR, EncoderInfo
@@ -178,10 +180,13 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
 
     # 3. the data stream, resumed at the element where the checkpoint stopped
     several = train_set.caption_embeddings is not None  # several captions: one drawn per element
+    upsampler = config.model.low_res is not None  # its pairs are made in the stream (data/pairs.py)
+    pair_fn = functools.partial(pair_element, low_res=config.model.low_res, crop=trainer.image_shape[0],
+                                aug_max=tc.aug_max, seed=tc.seed) if upsampler else None
     dataset = make_dataset(train_set.images, train_set.caption_embeddings if several else train_set.embeddings,
                            tc.batch_size, shuffle=True, flip=tc.flip, seed=tc.seed, repeat=True,
                            start_index=int(trainer.examples_seen.numpy()), with_index=True,
-                           caption_counts=train_set.caption_counts)
+                           caption_counts=train_set.caption_counts, pair_fn=pair_fn)
     batches = iter(trainer.distribute(dataset))
     metrics = MetricsWriter(run_dir / METRICS_FILE, run_dir / TENSORBOARD_DIR,
                             keep_until=(restored.step if restored else 0) if resume else None,
@@ -189,5 +194,6 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     grid = _SampleGrid((eval_set if eval_set is not None else train_set).embeddings
                        if sample_embeddings is None else np.asarray(sample_embeddings, np.float32), tc.seed)
     loop = RunLoop(trainer, run_dir, metrics, (eval_set.images, eval_set.embeddings) if eval_set else None,
-                   restored=restored, chief=chief, on_step=on_step, sample_grid=lambda: grid.images(trainer))
+                   restored=restored, chief=chief, on_step=on_step,
+                   sample_grid=None if upsampler else lambda: grid.images(trainer))
     return loop.train(batches, handle_signals)

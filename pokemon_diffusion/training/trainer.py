@@ -26,8 +26,10 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import RunConfig
+from ..data.pairs import HELD_OUT_AUG_LEVEL, condition_inputs
 from ..diffusion.schedule import make_schedule
 from ..errors import ConfigError
+from ..model.unet import model_inputs
 from ..run_dir import save_model_atomic
 from .distribute import make_strategy, precision_policy
 from .ema import ExponentialMovingAverage
@@ -78,10 +80,28 @@ def held_out_error_fn(model: Any, config: RunConfig):
     image = tf.TensorSpec([None, size, size, channels], tf.float32)
     spec = [image, tf.TensorSpec([None], tf.int32), tf.TensorSpec([None, dim], tf.float32), image]
 
+    low_res = config.model.low_res
+
     def evaluate(x0, t, text, noise):
-        return heldout_error(schedule, x0, t, noise, lambda x_t: model([x_t, t, text], training=False))
+        # an upsampler sees the held-out image degraded, at a fixed augmentation level, without noise
+        extra = () if low_res is None else condition_inputs(x0, low_res, HELD_OUT_AUG_LEVEL)
+        return heldout_error(schedule, x0, t, noise, lambda x_t: model(model_inputs(x_t, t, text, extra),
+                                                                       training=False))
 
     return tf.function(evaluate, input_signature=spec, autograph=False)
+
+
+def check_crop(config: RunConfig) -> int:
+    """An upsampler's training crop side (``train.crop_size``, default the whole image), checked."""
+    model, crop = config.model, config.train.crop_size or config.model.image_size
+    if model.low_res is None and config.train.crop_size is not None:
+        raise ConfigError(f"TrainConfig.crop_size: got {crop}; allowed: None for a base model (crops are for an "
+                          "upsampler: ModelConfig.low_res, `train --upsample-from`)")
+    step = 2 ** (model.levels - 1)
+    if crop > model.image_size or crop % step:
+        raise ConfigError(f"TrainConfig.crop_size: got {crop}; allowed: a multiple of {step} (2 ** (levels - 1)) "
+                          f"up to image_size {model.image_size}")
+    return crop
 
 
 class Trainer:
@@ -118,6 +138,7 @@ class Trainer:
         self.policy = precision_policy(tc.mixed_precision)
         self.loss_scaling = self.policy == "mixed_float16"
         size, channels = config.model.image_size, config.model.channels
+        size = check_crop(config)  # an upsampler trains on crops (data/pairs.py); a base model on whole images
         self.image_shape = (size, size, channels)
         with self.strategy.scope():
             with dtype_policy(self.policy):
@@ -163,13 +184,13 @@ class Trainer:
         """Per-example (t, ε, drop) of this step (see :func:`example_draws`)."""
         return example_draws(key, index, self.image_shape, self.schedule.timesteps, self.config.train.cond_drop)
 
-    def _replica_step(self, batch: Tuple[tf.Tensor, tf.Tensor, tf.Tensor], key: tf.Tensor):
+    def _replica_step(self, batch: Tuple[tf.Tensor, ...], key: tf.Tensor):
         """Forward, backward and update on this replica's share of the batch.
 
         Returns:
             ``(loss share, global gradient norm, number of examples)`` of this replica.
         """
-        images, text, index = batch
+        images, text, index, *extra = batch  # extra: what the batch maker adds for the model (model_inputs)
         context = tf.distribute.get_replica_context()
         # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
         t, noise, drop = self._draws(key, index)
@@ -184,7 +205,7 @@ class Trainer:
             global_batch = context.all_reduce(tf.distribute.ReduceOp.SUM, global_batch)
         # 4. the simple loss ‖target − f_θ(x_t, t, text)‖² (DDPM eq. 14), float32 under mixed precision
         with tf.GradientTape() as tape:
-            loss = denoising_loss(target, self.model([x_t, t, text], training=True), global_batch,
+            loss = denoising_loss(target, self.model(model_inputs(x_t, t, text, extra), training=True), global_batch,
                                   tf.gather(self.loss_weights, t))  # Min-SNR-γ weights (Hang et al. 2023)
             scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables

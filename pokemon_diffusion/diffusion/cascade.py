@@ -1,0 +1,92 @@
+"""Sampling a cascade: the base model, then each upsampler stage (``run_dir.CascadeRun``).
+
+A stage takes the previous stage's images, brings them to its own size with the one filter of
+training (``data/pairs.upsample``, bicubic; training degrades with area-down + the same upsample),
+adds Gaussian noise at the cascade's fixed augmentation level (``aug_level``, given to the model
+as its ``aug_levels`` input, as in training) and denoises its own noise with DDIM (η = 0,
+``stage_steps`` steps, the same prompt, negative prompt and guidance as the base).
+
+The result is one :class:`~.samplers.SampleResult` at the requested size: the base's kept states
+and then each stage's final image (every frame enlarged to the final size by pixel repetition,
+``timesteps`` 0 for a stage's frame), so the denoising figure and GIF show the whole cascade.
+Every draw comes from the one seed: the base's as in :func:`~.samplers.sample`, a stage's
+starting noise from the same seed at its own shape, its augmentation noise from ``(seed, stage)``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, List, Optional, Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from ..data.pairs import upsample
+from ..errors import ConfigError
+from .samplers import SampleResult, plan, sample
+
+log = logging.getLogger(__name__)
+
+AUG_NOISE_SALT = 0x0A06  # the augmentation noise's key: (seed, salt + stage index)
+
+
+def _enlarge(frames: np.ndarray, size: int) -> np.ndarray:
+    """``(..., h, h, C)`` -> ``(..., size, size, C)`` by pixel repetition (``size`` a multiple of ``h``)."""
+    factor = size // frames.shape[-2]
+    return np.repeat(np.repeat(frames, factor, axis=-3), factor, axis=-2) if factor > 1 else frames
+
+
+def cascade_sizes(cascade: Any) -> List[int]:
+    """The sizes a cascade can give: its base's, then each stage's."""
+    return [cascade.base.config.model.image_size] + [s.config.model.image_size for s in cascade.stages]
+
+
+def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str = "ddim", steps: Optional[int] = None,
+                   eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
+                   num_intermediates: int = 10, clip_x0: bool = True, progress: Optional[bool] = None,
+                   negative_emb=None, schedule: Any = None) -> SampleResult:
+    """The base, then the stages up to ``shape``'s size (see the module docstring).
+
+    Args:
+        cascade: a ``run_dir.CascadeRun`` (``base``, ``stages``, ``stage_steps``, ``aug_level``).
+        shape: (batch, size, size, channels), ``size`` one of :func:`cascade_sizes`.
+        others: as :func:`~.samplers.sample`, for the base; each run samples with its own schedule
+            (``schedule`` is ignored: a cascade's runs carry theirs).
+
+    Raises:
+        ConfigError: a size the cascade does not give; others as :func:`~.samplers.sample`.
+    """
+    sizes = cascade_sizes(cascade)
+    try:
+        batch, height, width, channels = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"shape: got {shape!r}; allowed: (batch, height, width, channels)") from None
+    if height != width or height not in sizes:
+        raise ConfigError(f"shape: got {height}x{width}; allowed: the cascade's sizes "
+                          f"{' | '.join(f'{s}x{s}' for s in sizes)}")
+    started = time.perf_counter()
+    base = sample(cascade.base.model, text_emb, (batch, sizes[0], sizes[0], channels), schedule=cascade.base.schedule,
+                  sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
+                  num_intermediates=num_intermediates, clip_x0=clip_x0, progress=progress, negative_emb=negative_emb)
+    images, frames, levels, total_steps = base.images, [base.intermediates], list(base.timesteps), base.steps
+    for index, stage in enumerate(cascade.stages[:sizes.index(height)]):
+        side = stage.config.model.image_size
+        key = tf.constant([base.seed, AUG_NOISE_SALT + index], tf.int64)
+        low = upsample(images, side) + cascade.aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
+        timesteps = stage.config.diffusion.timesteps
+        run = plan(stage.model, text_emb, (batch, side, side, channels), schedule=stage.schedule, sampler="ddim",
+                   steps=min(cascade.stage_steps, timesteps), eta=0.0, guidance_scale=guidance_scale, seed=base.seed,
+                   num_intermediates=2, clip_x0=clip_x0, negative_emb=negative_emb,
+                   extra=(low, np.full((batch,), cascade.aug_level, np.float32)))
+        x, _ = run.run(run.x_T, 0, run.num_steps)
+        images = np.clip(x.numpy(), -1.0, 1.0)
+        frames.append(images[None])
+        levels.append(0)
+        total_steps += run.num_steps
+        log.debug("cascade stage %d: %dx%d, %d DDIM steps, aug level %g", index + 1, side, side, run.num_steps,
+                  cascade.aug_level)
+    intermediates = np.concatenate([_enlarge(f, height) for f in frames], axis=0)
+    return SampleResult(images=images, intermediates=intermediates, timesteps=np.asarray(levels), seed=base.seed,
+                        sampler=base.sampler, steps=total_steps, guidance_scale=base.guidance_scale, eta=base.eta,
+                        seconds=time.perf_counter() - started)

@@ -1,0 +1,177 @@
+"""Evaluating an upsampler (a cascade stage): held-out real images degraded and brought back.
+
+Each held-out image at the stage's size is degraded exactly as training and sampling degrade
+(``data/pairs.degrade``: area-down to ``low_res``, bicubic back up); that is the **bicubic**
+baseline and, with the fixed sampling augmentation level, the model's input. Figures, each for the
+model and for bicubic (:func:`upsampler_figures`):
+
+- ``psnr`` (dB, data range 2 for [-1, 1]) and ``ssim`` (Wang et al. 2004: Gaussian window
+  σ = 1.5, 11 taps, C1 = (0.01·L)², C2 = (0.03·L)², per channel, averaged) against the real image;
+- ``hf_share``: the share of the spectrum's power (grey level, mean removed) above the frequency
+  the degradation keeps (``0.5 / factor`` cycles per pixel), next to the real images' (``hf_ratio``
+  = output's / real's: 1 is right, bicubic is far below);
+- ``consistency_psnr``: the output area-downsampled against the real image area-downsampled (the
+  clean low-resolution input): an upsampler should keep what it was given.
+
+The model is any callable ``(degraded images) -> images``; :func:`stage_upsampler` makes one from
+an upsampler's ``LoadedRun`` (DDIM through the compiled loop, as a cascade samples).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Dict, List
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+
+from ..config import CASCADE_AUG_LEVEL, CASCADE_STAGE_STEPS, SampleConfig
+from ..errors import ConfigError, DataError
+
+DATA_RANGE = 2.0  # images are in [-1, 1]
+
+
+def area_down(images: np.ndarray, low_res: int) -> np.ndarray:
+    """``(B, H, H, C)`` -> ``(B, low_res, low_res, C)``: the mean of each block (as ``pairs.degrade``)."""
+    b, h, w, c = images.shape
+    f = h // low_res
+    return images.reshape(b, h // f, f, w // f, f, c).mean(axis=(2, 4))
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over images of the PSNR in dB (data range 2); an exact match counts as 100 dB."""
+    mse = np.mean((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2, axis=(1, 2, 3))
+    return float(np.mean(np.where(mse > 0, 10 * np.log10(DATA_RANGE ** 2 / np.maximum(mse, 1e-20)), 100.0)))
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean SSIM over images and channels (Gaussian window σ 1.5, 11 taps)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    c1, c2 = (0.01 * DATA_RANGE) ** 2, (0.03 * DATA_RANGE) ** 2
+    blur = lambda x: gaussian_filter(x, sigma=(0, 1.5, 1.5, 0), truncate=3.5)  # noqa: E731 (window 11)
+    mu_a, mu_b = blur(a), blur(b)
+    var_a, var_b, cov = blur(a * a) - mu_a ** 2, blur(b * b) - mu_b ** 2, blur(a * b) - mu_a * mu_b
+    value = ((2 * mu_a * mu_b + c1) * (2 * cov + c2)) / ((mu_a ** 2 + mu_b ** 2 + c1) * (var_a + var_b + c2))
+    return float(value.mean())
+
+
+def high_frequency_share(images: np.ndarray, cutoff: float) -> float:
+    """Share of the grey-level power spectrum (mean removed) above ``cutoff`` cycles per pixel."""
+    grey = np.asarray(images, np.float64).mean(axis=-1)
+    grey = grey - grey.mean(axis=(1, 2), keepdims=True)
+    power = np.abs(np.fft.fft2(grey)) ** 2
+    fy, fx = np.meshgrid(np.fft.fftfreq(grey.shape[1]), np.fft.fftfreq(grey.shape[2]), indexing="ij")
+    high = np.hypot(fy, fx) > cutoff
+    total = power.sum()
+    return float(power[:, high].sum() / total) if total > 0 else 0.0
+
+
+def upsampler_figures(outputs: np.ndarray, real: np.ndarray, low_res: int) -> Dict[str, float]:
+    """PSNR, SSIM, high-frequency share (and its ratio to the real images') and consistency of ``outputs``."""
+    cutoff = 0.5 * low_res / real.shape[1]
+    real_hf = high_frequency_share(real, cutoff)
+    hf = high_frequency_share(outputs, cutoff)
+    return {"psnr": psnr(outputs, real), "ssim": ssim(outputs, real), "hf_share": hf,
+            "hf_ratio": hf / real_hf if real_hf > 0 else float("nan"),
+            "consistency_psnr": psnr(area_down(outputs, low_res), area_down(real, low_res))}
+
+
+def evaluate_upsampler(upsample_fn: Callable[[np.ndarray], np.ndarray], real: np.ndarray, low_res: int,
+                       batch_size: int = 16) -> Dict[str, Any]:
+    """The report for ``upsample_fn`` on ``real`` images (see the module docstring).
+
+    Args:
+        upsample_fn: degraded images ``(B, H, H, C)`` (``pairs.degrade``) -> images of the same shape.
+        real: float32 ``(N, H, H, C)`` in [-1, 1], ``H`` a multiple of ``low_res``.
+
+    Returns:
+        ``{"model": figures, "bicubic": figures, "real": {"hf_share"}, "num_images", "low_res", "size"}``.
+
+    Raises:
+        ConfigError: no images, or a size that is not a multiple of ``low_res``.
+    """
+    from ..data.pairs import degrade
+
+    real = np.asarray(real, np.float32)
+    if real.ndim != 4 or not len(real) or real.shape[1] != real.shape[2] or real.shape[1] % low_res:
+        raise ConfigError(f"evaluate_upsampler: got images {real.shape}; allowed: (N >= 1, H, H, C) with H a "
+                          f"multiple of low_res {low_res}")
+    degraded = np.concatenate([np.asarray(degrade(real[i:i + batch_size], low_res))
+                               for i in range(0, len(real), batch_size)])
+    outputs = np.concatenate([np.asarray(upsample_fn(degraded[i:i + batch_size]), np.float32)
+                              for i in range(0, len(real), batch_size)])
+    bicubic = np.clip(degraded, -1.0, 1.0)
+    return {"model": upsampler_figures(np.clip(outputs, -1.0, 1.0), real, low_res),
+            "bicubic": upsampler_figures(bicubic, real, low_res),
+            "real": {"hf_share": high_frequency_share(real, 0.5 * low_res / real.shape[1])},
+            "num_images": int(len(real)), "low_res": int(low_res), "size": int(real.shape[1])}
+
+
+def stage_upsampler(run: Any, embeddings: np.ndarray, *, steps: int = CASCADE_STAGE_STEPS,
+                    aug_level: float = CASCADE_AUG_LEVEL, guidance_scale: float = SampleConfig.guidance_scale,
+                    seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+    """An upsampler run as ``upsample_fn``: each call takes the next rows of ``embeddings`` (the
+    images' own captions), adds the augmentation noise of ``aug_level`` and runs DDIM (η = 0)."""
+    import tensorflow as tf
+
+    from ..diffusion.samplers import plan
+
+    state = {"next": 0}
+
+    def upsample_fn(degraded: np.ndarray) -> np.ndarray:
+        start, batch = state["next"], len(degraded)
+        state["next"] = start + batch
+        noise = tf.random.stateless_normal(degraded.shape, tf.constant([seed, start], tf.int64)).numpy()
+        low = degraded + aug_level * noise
+        sampling = plan(run.model, embeddings[start:start + batch], degraded.shape, schedule=run.schedule,
+                        sampler="ddim", steps=min(steps, run.config.diffusion.timesteps), eta=0.0,
+                        guidance_scale=guidance_scale, seed=seed, num_intermediates=2, clip_x0=True,
+                        extra=(low, np.full((batch,), aug_level, np.float32)))
+        return sampling.run(sampling.x_T, 0, sampling.num_steps)[0].numpy()
+
+    return upsample_fn
+
+
+def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: int = 64,
+                           seed: int = 0, steps: int = CASCADE_STAGE_STEPS, aug_level: float = CASCADE_AUG_LEVEL,
+                           guidance_scale: float = SampleConfig.guidance_scale, batch_size: int = 16) -> Dict[str, Any]:
+    """``evaluate`` for an upsampler run: its first ``num`` held-out images (the run's own split,
+    whole Pokémon) at its size, each with its own caption; :func:`evaluate_upsampler`'s report plus
+    the settings.
+
+    Raises:
+        ConfigError: the run is not an upsampler. DataError: it held out no images.
+        EncoderError, CheckpointError: as ``evaluation.evaluate``.
+    """
+    from ..data.dataset import split_by_pokemon
+    from ..run_dir import load_run
+    from .evaluate import check_dataset_encoder, load_eval_data
+
+    run = load_run(run_dir)
+    model, tc = run.config.model, run.config.train
+    if model.low_res is None:
+        raise ConfigError(f"evaluate_upsampler_run: {run_dir} is a base model (no model.low_res); allowed: an "
+                          "upsampler run (`train --upsample-from`)")
+    check_dataset_encoder(data_dir, run.encoder)
+    data = load_eval_data(data_dir, model.image_size)
+    _, val_idx = split_by_pokemon(data.entries, tc.val_fraction, tc.seed)
+    if not len(val_idx):
+        raise DataError(f"{run_dir} held out no images (train.val_fraction = {tc.val_fraction}); an upsampler is "
+                        "measured on held-out images only")
+    idx = val_idx[:num]
+    upsample_fn = stage_upsampler(run, data.embeddings[idx], steps=steps, aug_level=aug_level, seed=seed,
+                                  guidance_scale=guidance_scale)
+    report = evaluate_upsampler(upsample_fn, data.images[idx], model.low_res, batch_size=batch_size)
+    report.update({"run": str(run_dir), "steps": int(min(steps, run.config.diffusion.timesteps)),
+                   "aug_level": float(aug_level), "seed": int(seed), "guidance_scale": float(guidance_scale),
+                   "split": f"whole Pokémon held out: train.val_fraction = {tc.val_fraction}, seed {tc.seed}"})
+    return report
+
+
+def format_upsampler_report(report: Dict[str, Any]) -> str:
+    """A few text lines: each figure for the model and for bicubic."""
+    lines: List[str] = [f"upsampler {report['low_res']} -> {report['size']} on {report['num_images']} held-out "
+                        f"images (real high-frequency share {report['real']['hf_share']:.4f})"]
+    for key in ("psnr", "ssim", "hf_share", "hf_ratio", "consistency_psnr"):
+        lines.append(f"  {key:<17} model {report['model'][key]:9.4f}   bicubic {report['bicubic'][key]:9.4f}")
+    return "\n".join(lines)
