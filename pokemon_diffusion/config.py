@@ -44,12 +44,9 @@ MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accep
 CASCADE_STAGE_STEPS, CASCADE_AUG_LEVEL = 25, 0.05  # a cascade stage at sampling: DDIM steps, fixed aug level
 EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
-CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon",
-                     "plain": "{name}, {a} {types} Pokémon",
-                     "name": "{name}",
-                     "description": "{a} {size} {colours} {types} Pokémon",
-                     "colour": "{a} {colours} Pokémon",
-                     "type": "{a} {types} Pokémon",
+CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon", "plain": "{name}, {a} {types} Pokémon",
+                     "name": "{name}", "description": "{a} {size} {colours} {types} Pokémon",
+                     "colour": "{a} {colours} Pokémon", "type": "{a} {types} Pokémon",
                      "abilities": "{name}, {a} {colours} Pokémon with {abilities}"}
 CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a", "abilities")
 #: The extra captions every image gets besides its main one (``caption_template``), in this order;
