@@ -18,6 +18,22 @@ PACKAGE_LOGGER = "pokemon_diffusion"
 T = TypeVar("T")
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to ``sys.stderr`` as it is when a record is emitted, not as it was when the handler
+    was made (a test's captured stream, a redirected stderr)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # type: ignore[override]
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # StreamHandler.__init__ sets it; the property always follows sys.stderr
+        pass
+
+
 def setup_logging(verbosity: int = 0) -> None:
     """Configure the package logger.
 
@@ -28,7 +44,7 @@ def setup_logging(verbosity: int = 0) -> None:
     logger = logging.getLogger(PACKAGE_LOGGER)
     logger.setLevel(level)
     if not any(getattr(h, "_pokemon_diffusion", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler._pokemon_diffusion = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

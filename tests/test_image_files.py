@@ -100,6 +100,7 @@ def test_sample_out_and_out_dir_together_and_neither(run_dir, encoder, tmp_path,
     base = ["sample", "--run", str(run_dir), "--prompt", "a ghost", "--steps", "2"]
     assert main([*base, "--out", str(tmp_path / "grid.png"), "--out-dir", str(tmp_path / "d")]) == 0
     assert (tmp_path / "grid.png").is_file() and len(list((tmp_path / "d").iterdir())) == 1
+    capsys.readouterr()  # the successful call's log lines
     assert main(base) == 2
     assert "--out FILE.png / --out-dir DIR: got neither; allowed: either or both" in one_line_error(capsys)
     assert main([*base, "--out-dir", str(tmp_path / "grid.png")]) == 2  # a file, not a folder: before sampling
