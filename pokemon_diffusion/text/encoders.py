@@ -196,6 +196,25 @@ def _check_weights(what: str, loaded: Any, ignore: Sequence[str] = ()) -> Any:
     return model
 
 
+def encode_by_length(texts: Sequence[str], batch_size: int, dim: int, name: str,
+                     encode_batch: Callable[[list], np.ndarray]) -> np.ndarray:
+    """Every encoder's ``encode``: check the texts (TypeError, ValueError), batch them by length (less
+    padding, as sentence-transformers does) and put each batch's vectors back in order."""
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise TypeError("texts: allowed: a list of strings (wrap a single caption in a list)")
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size: got {batch_size!r}; allowed: an integer >= 1")
+    texts = list(texts)
+    out = np.zeros((len(texts), dim), dtype=np.float32)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    starts = range(0, len(texts), batch_size)
+    for start in progress(starts, enabled=None if len(starts) > 1 else False, desc=f"embedding ({name})",
+                          unit="batch"):
+        index = order[start:start + batch_size]
+        out[index] = encode_batch([texts[i] for i in index])
+    return out
+
+
 class HFTextEncoder:
     """Shared batching loop of the transformers encoders: tokenize, run, pool, L2-normalise.
 
@@ -229,26 +248,14 @@ class HFTextEncoder:
         """
         import torch
 
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts: allowed: a list of strings (wrap a single caption in a list)")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: got {batch_size!r}; allowed: an integer >= 1")
-        texts = list(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        # Similar lengths in one batch waste less compute on padding (as sentence-transformers does).
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        starts = range(0, len(texts), batch_size)
-        bar = progress(starts, enabled=None if len(starts) > 1 else False,
-                       desc=f"embedding ({self.name})", unit="batch")
+        def encode_batch(batch_texts):
+            batch = self.tokenizer(batch_texts, padding=True, truncation=True, max_length=self.max_length,
+                                   return_tensors="pt")
+            batch = {k: v.to(self.device) for k, v in batch.items()}
+            return torch.nn.functional.normalize(self._pool(batch).float(), dim=-1).cpu().numpy()
+
         with torch.inference_mode():
-            for start in bar:
-                index = order[start:start + batch_size]
-                batch = self.tokenizer([texts[i] for i in index], padding=True, truncation=True,
-                                       max_length=self.max_length, return_tensors="pt")
-                batch = {k: v.to(self.device) for k, v in batch.items()}
-                vectors = torch.nn.functional.normalize(self._pool(batch).float(), dim=-1)
-                out[index] = vectors.cpu().numpy()
-        return out
+            return encode_by_length(texts, batch_size, self.dim, self.name, encode_batch)
 
     def _pool(self, batch: dict) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -20,8 +20,8 @@ from typing import Dict, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import EncoderError
-from ..logging_utils import progress
-from .encoders import MINILM_IDENTITY, EncoderLoadError, _sentence_max_length, packaged_minilm_path
+from .encoders import (MINILM_IDENTITY, EncoderLoadError, _sentence_max_length, encode_by_length,
+                       packaged_minilm_path)
 from .wordpiece import WordPieceTokenizer
 
 _DTYPES = {"F32": "<f4", "F16": "<f2", "I64": "<i8", "I32": "<i4"}
@@ -180,22 +180,12 @@ class KerasMiniLMTextEncoder:
         """
         import keras
 
-        if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
-            raise TypeError("texts: allowed: a list of strings (wrap a single caption in a list)")
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"batch_size: got {batch_size!r}; allowed: an integer >= 1")
-        texts = list(texts)
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        starts = range(0, len(texts), batch_size)
-        bar = progress(starts, enabled=None if len(starts) > 1 else False,
-                       desc=f"embedding ({self.name})", unit="batch")
+        def encode_batch(batch_texts):
+            ids, mask = self.tokenizer.batch(batch_texts, self.max_length)
+            return self._forward(ids, mask)
+
         with keras.device(self.device) if self.device else contextlib.nullcontext():
-            for start in bar:
-                index = order[start:start + batch_size]
-                ids, mask = self.tokenizer.batch([texts[i] for i in index], self.max_length)
-                out[index] = self._forward(ids, mask)
-        return out
+            return encode_by_length(texts, batch_size, self.dim, self.name, encode_batch)
 
 
 def _keras_device(device: Optional[str]) -> Optional[str]:
