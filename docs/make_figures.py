@@ -83,12 +83,10 @@ def main() -> None:
 def forms_figure(run, config: SampleConfig):
     """Rows: FORM_POKEMON; columns: name, name enriched, 'NAME, a TYPE-type Pokémon' as typed and
     enriched, the run's caption (the enriched name), the caption without the name; two seeds each."""
-    from pokemon_diffusion.prompts import enrich_prompt
-
     images, captions = [], []
     for pokemon, types in FORM_POKEMON:
-        caption = enrich_prompt(pokemon, run.name_table).text if run.name_table else pokemon
-        description = caption.split(", ", 1)[1] if ", " in caption else caption
+        known = run.name_table.find(pokemon)[0] if run.name_table else None
+        caption, description = (known.caption, known.description) if known else (pokemon, pokemon)
         article = "an" if types[0] in "AEIOU" else "a"
         example = f"{pokemon}, {article} {types}-type Pokémon"
         for prompt, enrich, label in ((pokemon, False, "name"), (pokemon, True, "name, enriched"),

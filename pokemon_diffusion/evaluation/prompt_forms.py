@@ -103,7 +103,7 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
         num_pokemon: Pokémon per split; seeds: images per prompt (2 or more, for variety).
     """
     from . import features as feats
-    from .conditioning import nearest_neighbour_accuracy, nearest_neighbours
+    from .conditioning import nearest_neighbour_accuracy
     from .variety import variety_report
 
     if seeds < 2:
@@ -140,17 +140,17 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
         prompted = np.repeat(index, seeds)
         hits, chance = colour_hits(images[rows], [real_colours[i] for i in prompted], real_colours)
         # nearest real images in the pixel feature space, as evaluate's conditioning figures
-        near = names[nearest_neighbours(features[rows], real_features, k)]
+        identity = nearest_neighbour_accuracy(features[rows], real_features, prompted, types,
+                                              real_labels=list(names), k=k)  # one search: hits and chance
+        near = names[identity["neighbours"]]
         top1 = (near[:, 0] == names[prompted]).astype(np.float64)
         topk = np.any(near == names[prompted][:, None], axis=1).astype(np.float64)
-        identity_chance = nearest_neighbour_accuracy(features[rows], real_features, prompted, types,
-                                                     real_labels=list(names), k=k)["chance"]
         variety = variety_report(images[rows], seeds, real_uint8, seed=seed)
         out["results"].append({
             "split": split, "form": form, "enriched": enriched, "example": group[0], "num_samples": int(rows.size),
             "colour": _pooled(hits.astype(np.float64), prompted), "colour_chance": chance,
             "top1": _pooled(top1, prompted), "top_k": _pooled(topk, prompted),
-            "identity_chance": identity_chance, "variety_ratio": variety["ratio"]})
+            "identity_chance": identity["chance"], "variety_ratio": variety["ratio"]})
     return out
 
 
