@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from pokemon_diffusion.errors import ConfigError
-from pokemon_diffusion.evaluation.upsampler import (area_down, evaluate_upsampler, high_frequency_share, psnr,
-                                                    ssim)
+from pokemon_diffusion.evaluation.upsampler import (area_down, chain, evaluate_upsampler, high_frequency_share,
+                                                    psnr, ssim)
 
 
 def synthetic(n=4, size=32, seed=0):
@@ -44,10 +44,23 @@ def test_a_perfect_oracle_beats_bicubic_and_bicubic_lacks_high_frequencies():
     assert bicubic["hf_ratio"] < 0.5  # bicubic's spectrum is far below the real images' above the cut
     assert model["consistency_psnr"] == 100.0 and bicubic["consistency_psnr"] > 30  # bicubic roughly keeps the input
     assert report["num_images"] == 4 and (report["low_res"], report["size"]) == (16, 32)
-    blurred = evaluate_upsampler(lambda degraded: np.zeros_like(degraded), real, 16)
+    blurred = evaluate_upsampler(lambda low: np.zeros((len(low), 32, 32, 3), np.float32), real, 16)
     assert blurred["model"]["consistency_psnr"] < bicubic["consistency_psnr"]  # a grey output ignores its input
 
 
 def test_bad_images_are_refused():
     with pytest.raises(ConfigError, match="allowed: .* a multiple of low_res 16"):
         evaluate_upsampler(lambda x: x, np.zeros((1, 24, 24, 3), np.float32), 16)
+
+
+def test_the_model_gets_the_low_resolution_images_and_a_chain_runs_stages_in_order():
+    real = synthetic(n=2, size=32)
+    seen = []
+
+    def double(low):  # a 2x "stage": pixel repetition
+        seen.append(low.shape[1])
+        return np.repeat(np.repeat(low, 2, axis=1), 2, axis=2)
+
+    report = evaluate_upsampler(chain([double, double]), real, 8)
+    assert seen == [8, 16] and (report["low_res"], report["size"]) == (8, 32)
+    assert report["model"]["consistency_psnr"] > 90  # repetition keeps the block means (to rounding)

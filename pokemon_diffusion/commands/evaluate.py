@@ -121,10 +121,14 @@ def run(args) -> int:
 
 
 def _is_upsampler(run: str) -> bool:
-    """A local run folder whose config.json describes an upsampler (``model.low_res``)."""
+    """A local run folder whose config.json describes an upsampler (``model.low_res``), or a cascade
+    folder (``cascade.json``: its stages are measured chained)."""
     from ..config import RunConfig
     from ..errors import ConfigError
+    from ..run_dir import CASCADE_FILE
 
+    if (Path(run) / CASCADE_FILE).is_file():
+        return True
     try:
         return RunConfig.load(Path(run) / "config.json").model.low_res is not None
     except ConfigError:
@@ -134,7 +138,7 @@ def _is_upsampler(run: str) -> bool:
 def _evaluate(args, guidance, shipped: bool) -> int:
     from ..atomic import atomic_write_text
 
-    if _is_upsampler(args.run):  # PSNR/SSIM/spectrum against bicubic on held-out images (evaluation/upsampler.py)
+    if not shipped and _is_upsampler(args.run):  # PSNR/SSIM/spectrum against bicubic on held-out images (evaluation/upsampler.py)
         from ..evaluation.upsampler import evaluate_upsampler_run, format_upsampler_report
 
         report = evaluate_upsampler_run(args.run, args.data, num=args.num, seed=args.seed, batch_size=args.batch_size,

@@ -13,14 +13,16 @@ model and for bicubic (:func:`upsampler_figures`):
 - ``consistency_psnr``: the output area-downsampled against the real image area-downsampled (the
   clean low-resolution input): an upsampler should keep what it was given.
 
-The model is any callable ``(degraded images) -> images``; :func:`stage_upsampler` makes one from
-an upsampler's ``LoadedRun`` (DDIM through the compiled loop, as a cascade samples).
+The model is any callable ``(low-resolution images) -> images``; :func:`stage_upsampler` makes one
+from an upsampler's ``LoadedRun`` (DDIM through the compiled loop, as a cascade samples), and
+:func:`chain` one from a cascade's stages (``evaluate --run CASCADE``: from the base's size to the
+last stage's, e.g. 32 -> 128 through 64).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
@@ -81,7 +83,8 @@ def evaluate_upsampler(upsample_fn: Callable[[np.ndarray], np.ndarray], real: np
     """The report for ``upsample_fn`` on ``real`` images (see the module docstring).
 
     Args:
-        upsample_fn: degraded images ``(B, H, H, C)`` (``pairs.degrade``) -> images of the same shape.
+        upsample_fn: low-resolution images ``(B, low_res, low_res, C)`` (the real ones area-downsampled,
+            as ``pairs.degrade`` does) -> images ``(B, H, H, C)``: one stage, or a chain of stages.
         real: float32 ``(N, H, H, C)`` in [-1, 1], ``H`` a multiple of ``low_res``.
 
     Returns:
@@ -90,17 +93,16 @@ def evaluate_upsampler(upsample_fn: Callable[[np.ndarray], np.ndarray], real: np
     Raises:
         ConfigError: no images, or a size that is not a multiple of ``low_res``.
     """
-    from ..data.pairs import degrade
+    from ..data.pairs import upsample
 
     real = np.asarray(real, np.float32)
     if real.ndim != 4 or not len(real) or real.shape[1] != real.shape[2] or real.shape[1] % low_res:
         raise ConfigError(f"evaluate_upsampler: got images {real.shape}; allowed: (N >= 1, H, H, C) with H a "
                           f"multiple of low_res {low_res}")
-    degraded = np.concatenate([np.asarray(degrade(real[i:i + batch_size], low_res))
-                               for i in range(0, len(real), batch_size)])
-    outputs = np.concatenate([np.asarray(upsample_fn(degraded[i:i + batch_size]), np.float32)
+    low = area_down(real, low_res)
+    outputs = np.concatenate([np.asarray(upsample_fn(low[i:i + batch_size]), np.float32)
                               for i in range(0, len(real), batch_size)])
-    bicubic = np.clip(degraded, -1.0, 1.0)
+    bicubic = np.clip(np.asarray(upsample(low, real.shape[1])), -1.0, 1.0)
     return {"model": upsampler_figures(np.clip(outputs, -1.0, 1.0), real, low_res),
             "bicubic": upsampler_figures(bicubic, real, low_res),
             "real": {"hf_share": high_frequency_share(real, 0.5 * low_res / real.shape[1])},
@@ -109,49 +111,70 @@ def evaluate_upsampler(upsample_fn: Callable[[np.ndarray], np.ndarray], real: np
 
 def stage_upsampler(run: Any, embeddings: np.ndarray, *, steps: int = CASCADE_STAGE_STEPS,
                     aug_level: float = CASCADE_AUG_LEVEL, guidance_scale: float = SampleConfig.guidance_scale,
-                    seed: int = 0) -> Callable[[np.ndarray], np.ndarray]:
+                    seed: int = 0, stage: int = 0) -> Callable[[np.ndarray], np.ndarray]:
     """An upsampler run as ``upsample_fn``: each call takes the next rows of ``embeddings`` (the
-    images' own captions), adds the augmentation noise of ``aug_level`` and runs DDIM (η = 0)."""
+    images' own captions), brings its low-resolution images up with ``pairs.upsample`` (bicubic, as
+    training and a cascade do), adds the augmentation noise of ``aug_level`` (keyed by ``seed``,
+    ``stage`` and the row) and runs DDIM (η = 0) through the compiled loop."""
     import tensorflow as tf
 
+    from ..data.pairs import upsample
     from ..diffusion.samplers import plan
 
     state = {"next": 0}
+    side = run.config.model.image_size
 
-    def upsample_fn(degraded: np.ndarray) -> np.ndarray:
-        start, batch = state["next"], len(degraded)
+    def upsample_fn(low: np.ndarray) -> np.ndarray:
+        start, batch = state["next"], len(low)
         state["next"] = start + batch
-        noise = tf.random.stateless_normal(degraded.shape, tf.constant([seed, start], tf.int64)).numpy()
-        low = degraded + aug_level * noise
+        degraded = np.asarray(upsample(low, side))
+        noise = tf.random.stateless_normal(degraded.shape, tf.constant([seed, (stage << 32) + start], tf.int64))
         sampling = plan(run.model, embeddings[start:start + batch], degraded.shape, schedule=run.schedule,
                         sampler="ddim", steps=min(steps, run.config.diffusion.timesteps), eta=0.0,
                         guidance_scale=guidance_scale, seed=seed, num_intermediates=2, clip_x0=True,
-                        extra=(low, np.full((batch,), aug_level, np.float32)))
-        return sampling.run(sampling.x_T, 0, sampling.num_steps)[0].numpy()
+                        extra=(degraded + aug_level * noise.numpy(), np.full((batch,), aug_level, np.float32)))
+        return np.clip(sampling.run(sampling.x_T, 0, sampling.num_steps)[0].numpy(), -1.0, 1.0)
+
+    return upsample_fn
+
+
+def chain(fns: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.ndarray], np.ndarray]:
+    """Stages one after the other: a cascade's way from its base size to its last stage's."""
+    def upsample_fn(low: np.ndarray) -> np.ndarray:
+        for fn in fns:
+            low = fn(low)
+        return low
 
     return upsample_fn
 
 
 def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: int = 64,
-                           seed: int = 0, steps: int = CASCADE_STAGE_STEPS, aug_level: float = CASCADE_AUG_LEVEL,
+                           seed: int = 0, steps: int = CASCADE_STAGE_STEPS, aug_level: Optional[float] = None,
                            guidance_scale: float = SampleConfig.guidance_scale, batch_size: int = 16) -> Dict[str, Any]:
-    """``evaluate`` for an upsampler run: its first ``num`` held-out images (the run's own split,
-    whole Pokémon) at its size, each with its own caption; :func:`evaluate_upsampler`'s report plus
-    the settings.
+    """``evaluate`` for an upsampler run, or for a cascade folder (its stages chained, from the base's
+    size to the last stage's): the first ``num`` held-out images (the last stage's split, whole
+    Pokémon) at the final size, each with its own caption; :func:`evaluate_upsampler`'s report plus
+    the settings. ``aug_level`` None: the cascade's own, else ``config.CASCADE_AUG_LEVEL``.
 
     Raises:
-        ConfigError: the run is not an upsampler. DataError: it held out no images.
+        ConfigError: neither an upsampler nor a cascade. DataError: it held out no images.
         EncoderError, CheckpointError: as ``evaluation.evaluate``.
     """
     from ..data.dataset import split_by_pokemon
-    from ..run_dir import load_run
+    from ..run_dir import CascadeRun, load_run
     from .evaluate import check_dataset_encoder, load_eval_data
 
     run = load_run(run_dir)
-    model, tc = run.config.model, run.config.train
-    if model.low_res is None:
+    if isinstance(run, CascadeRun):
+        stages, low_res = list(run.stages), run.config.model.image_size
+        aug_level = run.aug_level if aug_level is None else aug_level
+    elif run.config.model.low_res is not None:
+        stages, low_res = [run], run.config.model.low_res
+    else:
         raise ConfigError(f"evaluate_upsampler_run: {run_dir} is a base model (no model.low_res); allowed: an "
-                          "upsampler run (`train --upsample-from`)")
+                          "upsampler run (`train --upsample-from`) or a cascade folder (cascade.json)")
+    aug_level = CASCADE_AUG_LEVEL if aug_level is None else float(aug_level)
+    model, tc = stages[-1].config.model, stages[-1].config.train
     check_dataset_encoder(data_dir, run.encoder)
     data = load_eval_data(data_dir, model.image_size)
     _, val_idx = split_by_pokemon(data.entries, tc.val_fraction, tc.seed)
@@ -159,10 +182,11 @@ def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | s
         raise DataError(f"{run_dir} held out no images (train.val_fraction = {tc.val_fraction}); an upsampler is "
                         "measured on held-out images only")
     idx = val_idx[:num]
-    upsample_fn = stage_upsampler(run, data.embeddings[idx], steps=steps, aug_level=aug_level, seed=seed,
-                                  guidance_scale=guidance_scale)
-    report = evaluate_upsampler(upsample_fn, data.images[idx], model.low_res, batch_size=batch_size)
-    report.update({"run": str(run_dir), "steps": int(min(steps, run.config.diffusion.timesteps)),
+    upsample_fn = chain([stage_upsampler(s, data.embeddings[idx], steps=steps, aug_level=aug_level, seed=seed,
+                                         guidance_scale=guidance_scale, stage=i) for i, s in enumerate(stages)])
+    report = evaluate_upsampler(upsample_fn, data.images[idx], low_res, batch_size=batch_size)
+    report.update({"run": str(run_dir), "stages": [s.config.model.image_size for s in stages],
+                   "steps": int(min(steps, stages[-1].config.diffusion.timesteps)),
                    "aug_level": float(aug_level), "seed": int(seed), "guidance_scale": float(guidance_scale),
                    "split": f"whole Pokémon held out: train.val_fraction = {tc.val_fraction}, seed {tc.seed}"})
     return report
