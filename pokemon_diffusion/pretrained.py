@@ -133,7 +133,10 @@ def _export_parts(source: Path) -> Tuple[List[Tuple[Path, str]], Optional[Dict[s
     """``[(run folder, its folder in the export), ...]`` (the base's is "."), and the cascade's spec or None."""
     if not (source / CASCADE_FILE).is_file():
         return [(source, ".")], None
-    cascade = load_cascade(source)  # checked: the stages chain up from the base, one text encoder
+    try:
+        cascade = load_cascade(source)  # checked: the stages chain up from the base, one text encoder
+    except CheckpointError as exc:
+        raise CheckpointError(f"{exc}; nothing exported") from None
     parts = [(Path(cascade.base.path), ".")]
     parts += [(Path(stage.path), f"up{stage.config.model.image_size}") for stage in cascade.stages]
     spec = {"base": ".", "stages": [folder for _, folder in parts[1:]], "stage_steps": cascade.stage_steps,

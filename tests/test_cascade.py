@@ -161,3 +161,10 @@ def test_a_cascade_whose_base_is_the_folder_itself_loads(cascade_dir, tmp_path):
     run = load_run(folder)
     assert isinstance(run, CascadeRun) and run.sizes == [16, 32] and run.base.path == folder
     assert not isinstance(run.base, CascadeRun)
+
+
+def test_cli_an_image_edit_of_a_cascade_is_at_the_base_size(cascade_dir, tmp_path, capsys):
+    code = main(["sample", "--run", str(cascade_dir), "--prompt", "x", "--out", str(tmp_path / "a.png"),
+                 "--init-image", str(tmp_path / "in.png"), "--size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--init-image: got --size 32; allowed: 16 or no --size (an image edit runs the base" in err

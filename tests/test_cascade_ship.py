@@ -113,3 +113,28 @@ def test_the_export_command_writes_a_cascade_folder_with_its_card(runs, tmp_path
     card = (dest / "README.md").read_text()
     assert "A cascade: this base, then upsampler stages to 32×32" in card and "`up32/ema_model.keras`" in card
     assert load_pretrained(dest).sizes == [16, 32]
+
+
+def test_a_shipped_cascade_is_what_sample_and_the_app_give_by_default(shipped, tmp_path, monkeypatch):
+    """Once the shipped folder is a cascade, `sample` without --run and the app give its largest size."""
+    from PIL import Image
+
+    import pokemon_diffusion.pretrained as pretrained
+    import pokemon_diffusion.text.registry as registry
+    from pokemon_diffusion.commands.app import load_session
+    from test_sample_cli import HashEncoder
+
+    monkeypatch.setattr(pretrained, "pretrained_dir", lambda: shipped[0])
+    monkeypatch.setattr(registry, "load_encoder_matching", lambda expected, spec=None: HashEncoder(expected.name,
+                                                                                                  expected.dim))
+    for flags, side in (([], 32), (["--size", "16"], 16)):
+        out = tmp_path / f"out{side}"
+        assert main(["sample", "--prompt", "a ghost", "--steps", "2", "--seed", "0", "--out-dir", str(out)] + flags) == 0
+        png, = out.glob("*.png")
+        with Image.open(png) as image:
+            assert image.size == (side, side)
+    session = load_session()
+    try:
+        assert session.sizes == [16, 32] and session.default_size == 32
+    finally:
+        session.close()
