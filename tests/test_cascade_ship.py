@@ -138,3 +138,19 @@ def test_a_shipped_cascade_is_what_sample_and_the_app_give_by_default(shipped, t
         assert session.sizes == [16, 32] and session.default_size == 32
     finally:
         session.close()
+
+
+def test_bench_cascade_times_each_size_of_a_cascade_folder(shipped, tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_cascade.py"
+    spec = importlib.util.spec_from_file_location("bench_cascade", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    out = tmp_path / "bench.json"
+    report = bench.main(["--run", str(shipped[0]), "--steps", "2", "--repeats", "1", "--no-encoder", "--json", str(out)])
+    assert [r["size"] for r in report["rows"]] == [16, 32] and [r["steps"] for r in report["rows"]] == [2, 5]
+    assert json.loads(out.read_text()) == report and report["threads"]["cpu_count"] >= 1
+    printed = capsys.readouterr().out
+    assert "best s" in printed and "  32x32" in printed and "threads: TensorFlow intra-op" in printed
