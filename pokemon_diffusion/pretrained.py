@@ -124,8 +124,10 @@ def load_pretrained(folder: Optional[PathLike] = None) -> LoadedRun:
     folder = Path(folder) if folder is not None else pretrained_dir()
     manifest = read_manifest(folder)
     val = manifest.get("val_loss")
-    log.info("pretrained model %s: %s steps, held-out loss %s", manifest.get("name", folder.name),
-             manifest.get("steps"), f"{val:.4f}" if isinstance(val, (int, float)) else val)
+    sizes = manifest.get("sizes")
+    log.info("pretrained model %s: %s steps, held-out loss %s%s", manifest.get("name", folder.name),
+             manifest.get("steps"), f"{val:.4f}" if isinstance(val, (int, float)) else val,
+             f"; a cascade, sizes {' -> '.join(map(str, sizes))}" if isinstance(sizes, list) else "")
     return load_run(folder)
 
 
