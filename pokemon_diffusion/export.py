@@ -9,6 +9,10 @@
 
 The folder loads with ``load_run(DIR)``, ``load_pretrained(DIR)`` (checksums verified) and
 ``app --model DIR``; uploaded as a Hub model repo it loads with ``--run hf://OWNER/REPO``.
+
+``RUN`` may be a cascade folder (``cascade.json``): ``DIR`` then holds the base's files, each
+stage's in ``DIR/upSIZE/`` and ``DIR/cascade.json`` (``pretrained.export_pretrained``); the card,
+metrics and name table are the base's, and the card lists the sizes.
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from .config import RunConfig
 from .errors import CheckpointError
 from .pretrained import MANIFEST_FILE, export_pretrained
 from .prompts import NAMES_FILE
-from .run_dir import CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, read_encoder_info
+from .run_dir import CASCADE_FILE, CONFIG_FILE, EMA_MODEL_FILE, ENCODER_FILE, METRICS_FILE, load_run, read_encoder_info
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +75,8 @@ def _source_facts(run_dir: Path) -> Dict[str, Any]:
 
 
 def model_card(name: str, config: RunConfig, encoder_name: str, encoder_dim: int, *, facts: Dict[str, Any],
-               metrics: Dict[str, Any], pokemon: Optional[int], files: List[str]) -> str:
+               metrics: Dict[str, Any], pokemon: Optional[int], files: List[str],
+               sizes: Optional[List[int]] = None) -> str:
     """The README.md of an exported model folder (Markdown with Hugging Face front matter)."""
     model, diffusion, train = config.model, config.diffusion, config.train
     data = facts.get("dataset") or (f"{pokemon} Pokémon, as named in {NAMES_FILE} (the run's prompt-enrichment "
@@ -84,7 +89,10 @@ def model_card(name: str, config: RunConfig, encoder_name: str, encoder_dim: int
         "tags: [text-to-image, diffusion, ddpm, keras, pokemon, pokemon-diffusion]", "---", "",
         f"# {name}", "",
         f"A text-conditioned pixel-space DDPM ({model.image_size}×{model.image_size}, {model.channels} channels) "
-        f"trained with [pokemon-diffusion](https://pypi.org/project/pokemon-diffusion/) {__version__}.", "",
+        f"trained with [pokemon-diffusion](https://pypi.org/project/pokemon-diffusion/) {__version__}."
+        + (f" A cascade: this base, then upsampler stages to {', '.join(f'{s}×{s}' for s in sizes[1:])} "
+           f"(`cascade.json`); `--size` picks one of {', '.join(map(str, sizes))} (default: the largest)."
+           if sizes and len(sizes) > 1 else ""), "",
         "## Use", "", "```bash", 'pip install "pokemon-diffusion[app,hub]"',
         'pokemon-diffusion sample --run hf://OWNER/REPO --prompt "Pikachu" --num 4 --out-dir pikachu/',
         "pokemon-diffusion sample --run THIS_FOLDER --prompt \"a blue Water-type Pokémon\" --out grid.png",
@@ -133,8 +141,12 @@ def export_run(run_dir: PathLike, dest: PathLike, *, name: Optional[str] = None,
             or ``dest`` holds files and ``force`` is False.
     """
     run_dir, dest = Path(run_dir), Path(dest)
+    source, sizes = run_dir, None  # the folder whose config, metrics and name table the card describes
+    if (run_dir / CASCADE_FILE).is_file():
+        cascade = load_run(run_dir)  # CheckpointError: a malformed cascade
+        source, sizes = Path(cascade.base.path), cascade.sizes
     for needed in (CONFIG_FILE, ENCODER_FILE, EMA_MODEL_FILE):
-        if not (run_dir / needed).is_file():
+        if not (source / needed).is_file():
             raise CheckpointError(f"cannot export {run_dir}: it has no {needed}; allowed: a run folder written "
                                   "by `pokemon-diffusion train`")
     if dest.resolve() == run_dir.resolve():
@@ -143,31 +155,31 @@ def export_run(run_dir: PathLike, dest: PathLike, *, name: Optional[str] = None,
         raise CheckpointError(f"export: {dest} exists and is not an empty folder; allowed: a new or empty "
                               "folder, or --force to replace its files")
     try:
-        config = RunConfig.load(run_dir / CONFIG_FILE)
+        config = RunConfig.load(source / CONFIG_FILE)
     except Exception as exc:  # ConfigError, unreadable file
-        raise CheckpointError(f"{run_dir}: {exc}") from None
-    encoder = read_encoder_info(run_dir / ENCODER_FILE)
-    facts = _source_facts(run_dir)
+        raise CheckpointError(f"{source}: {exc}") from None
+    encoder = read_encoder_info(source / ENCODER_FILE)
+    facts = _source_facts(run_dir) or _source_facts(source)
     name = name or str(facts.get("name") or dest.resolve().name)
-    metrics = _metrics(run_dir)
+    metrics = _metrics(source)
     manifest = export_pretrained(run_dir, dest, **{**facts, "name": name, "exported_with": f"pokemon-diffusion "
                                                    f"{__version__}"})
     files = list(manifest["sha256"]) + [MANIFEST_FILE]
-    if (run_dir / EVALUATION_FILE).is_file():
-        shutil.copyfile(run_dir / EVALUATION_FILE, dest / EVALUATION_FILE)
+    if (source / EVALUATION_FILE).is_file():
+        shutil.copyfile(source / EVALUATION_FILE, dest / EVALUATION_FILE)
         files.append(EVALUATION_FILE)
     if "loss" in metrics or "val_loss" in metrics:
         from .viz import plot_training_curves, save_figure
 
-        save_figure(plot_training_curves(run_dir), dest / CURVE_FILE)
+        save_figure(plot_training_curves(source), dest / CURVE_FILE)
         files.append(CURVE_FILE)
     pokemon = None
     try:
-        pokemon = len(json.loads((run_dir / NAMES_FILE).read_text(encoding="utf-8")).get("names", []) or []) or None
+        pokemon = len(json.loads((source / NAMES_FILE).read_text(encoding="utf-8")).get("names", []) or []) or None
     except (OSError, ValueError, AttributeError):
         pass
     card = model_card(name, config, encoder.name, encoder.dim, facts=facts, metrics=metrics, pokemon=pokemon,
-                      files=files + [CARD_FILE])
+                      files=files + [CARD_FILE], sizes=sizes)
     atomic_write_text(dest / CARD_FILE, card)
     log.info("exported %s to %s (%s)", run_dir, dest, ", ".join(files + [CARD_FILE]))
     return dest

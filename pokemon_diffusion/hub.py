@@ -23,6 +23,8 @@ HUB_PREFIX = "hf://"
 DEFAULT_REVISION = "main"
 # what a run folder needs for sampling (run_dir's files) and what describes it
 RUN_FILES = ("config.json", "encoder.json", "ema_model.keras", "prompt_names.json", "manifest.json", "README.md")
+# a cascade (``pretrained.export_pretrained`` of a cascade): cascade.json and each stage folder's run files
+CASCADE_PATTERNS = ("cascade.json", "*/config.json", "*/encoder.json", "*/ema_model.keras")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]{0,95}/[A-Za-z0-9][\w.-]{0,95}$")
 _REVISION = re.compile(r"^[\w./-]{1,255}$")
 ALLOWED = "hf://OWNER/REPO or hf://OWNER/REPO@REVISION (a branch, tag or commit)"
@@ -61,7 +63,7 @@ def download_run(ref: str) -> Path:
                                         RevisionNotFoundError)
 
     try:
-        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=list(RUN_FILES)))
+        folder = Path(snapshot_download(repo_id, revision=revision, allow_patterns=list(RUN_FILES + CASCADE_PATTERNS)))
     except RevisionNotFoundError:
         raise CheckpointError(f"run {ref}: the repo has no revision {revision!r}; allowed: {ALLOWED}") from None
     except RepositoryNotFoundError:

@@ -12,7 +12,9 @@ Layout::
 A cascade folder holds ``cascade.json`` instead, naming the base run and the upsampler stages'
 runs (folders relative to it), e.g. ``{"base": "base", "stages": ["up64", "up128"]}``, with
 optional ``"stage_steps"`` and ``"aug_level"`` (default ``config.CASCADE_STAGE_STEPS`` /
-``CASCADE_AUG_LEVEL``): :func:`load_run` gives a :class:`CascadeRun` for it.
+``CASCADE_AUG_LEVEL``): :func:`load_run` gives a :class:`CascadeRun` for it. The base may be the
+cascade folder itself (``"base": "."``: its run files beside ``cascade.json``, as the shipped
+model keeps them, stages in sub-folders).
 """
 
 from __future__ import annotations
@@ -125,8 +127,8 @@ def load_cascade(folder: Path) -> CascadeRun:
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}; allowed: {{\"base\": RUN, \"stages\": [RUN, ...], \"stage_steps\": "
                               f"N >= 1, \"aug_level\": 0 to 1}} with run folders relative to it") from None
-    base = load_run(folder / base_dir)
-    stages = tuple(load_run(folder / s) for s in stage_dirs)
+    base = load_run(folder / base_dir, single=True)
+    stages = tuple(load_run(folder / s, single=True) for s in stage_dirs)
     size = base.config.model.image_size
     for name, stage in zip(stage_dirs, stages):
         model = stage.config.model
@@ -194,9 +196,11 @@ def save_model_atomic(model: Any, path: os.PathLike | str) -> None:
         model.save(tmp)
 
 
-def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> LoadedRun:
+def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, single: bool = False) -> LoadedRun:
     """Load a run folder written by ``train`` (see the module docstring), or one on the Hugging
     Face Hub: ``"hf://owner/repo[@revision]"`` (downloaded once into the local cache, ``hub.py``).
+    A folder with ``cascade.json`` gives a :class:`CascadeRun`, unless ``single`` (its own run files only:
+    how a cascade loads its base and stages).
 
     Raises:
         CheckpointError: the folder or one of its files is missing or unreadable; a Hub run that
@@ -213,7 +217,7 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None) -> Lo
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir} (train one with `pokemon-diffusion train`)")
-    if (run_dir / CASCADE_FILE).is_file():
+    if not single and (run_dir / CASCADE_FILE).is_file():
         return load_cascade(run_dir)
     model_path = run_dir / (model_file or EMA_MODEL_FILE)
     if not model_path.is_file():

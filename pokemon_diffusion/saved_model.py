@@ -120,6 +120,10 @@ def export_saved_model(run_dir: PathLike, dest: PathLike, *, force: bool = False
     if dest.exists() and dest.resolve() == run_dir.resolve():
         raise CheckpointError(f"export: got the run folder {run_dir} as the destination; allowed: another folder")
     run = load_run(run_dir)
+    if getattr(run, "stages", None):
+        size = run.config.model.image_size
+        log.warning("%s is a cascade: the SavedModel samples its base only (%dx%d); its upsampler stages are not "
+                    "exported", run_dir, size, size)
     module = sampler_module(run)
     dest.mkdir(parents=True, exist_ok=True)
     tf.saved_model.save(module, str(dest), signatures={"serving_default": module.serve})

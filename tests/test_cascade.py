@@ -122,3 +122,49 @@ def test_cli_size_must_be_one_of_the_runs_sizes(cascade_dir, tmp_path, capsys):
                  "--size", "32"])
     err = capsys.readouterr().err
     assert code == 2 and "--size: got 32; allowed: 16 (the run's size; a cascade run gives more)" in err, err
+
+
+# ---- streaming: every stage live, the same images as sample_cascade -----------------------------
+
+def test_iter_sample_streams_the_base_then_each_stage_and_ends_with_sample_cascades_images(cascade):
+    from pokemon_diffusion.diffusion.streaming import iter_sample
+
+    kwargs = dict(steps=4, seed=7, guidance_scale=2.0, num_intermediates=3)
+    frames = list(iter_sample(cascade, EMB, (2, 32, 32, 3), every=2, **kwargs))
+    assert [(f.stage, f.step, f.steps) for f in frames] == [(0, 2, 4), (0, 4, 4), (1, 2, 3), (1, 3, 3)]
+    assert all(f.stages == 1 and f.x.shape == f.x0.shape == (2, 32, 32, 3) for f in frames)
+    assert [f.done for f in frames] == [False, False, False, True]
+    last = frames[-1]
+    expected = sample(cascade, EMB, (2, 32, 32, 3), progress=False, **kwargs)
+    np.testing.assert_array_equal(last.result.images, expected.images)
+    np.testing.assert_array_equal(last.x, expected.images)
+    np.testing.assert_array_equal(last.result.intermediates, expected.intermediates)
+    assert list(last.result.timesteps) == list(expected.timesteps) and last.result.steps == expected.steps == 7
+    # the base's last frame is its final image, shown by pixel repetition at the final size
+    np.testing.assert_array_equal(frames[1].x[:, ::2, ::2], expected.intermediates[len(expected.timesteps) - 2][:, ::2, ::2])
+    # at the base size: the base's frames only, as the base alone streams them
+    small = list(iter_sample(cascade, EMB, (1, 16, 16, 3), every=2, **kwargs))
+    assert [(f.stage, f.stages) for f in small] == [(0, 0), (0, 0)]
+    np.testing.assert_array_equal(small[-1].result.images,
+                                  sample(cascade, EMB, (1, 16, 16, 3), progress=False, **kwargs).images)
+    with pytest.raises(ConfigError, match="shape: got 64x64; allowed: the cascade's sizes"):
+        iter_sample(cascade, EMB, (1, 64, 64, 3))  # checked at the call, before any frame
+
+
+def test_a_cascade_whose_base_is_the_folder_itself_loads(cascade_dir, tmp_path):
+    import shutil
+
+    folder = tmp_path / "flat"
+    shutil.copytree(cascade_dir / "base", folder)
+    shutil.copytree(cascade_dir / "up32", folder / "up32")
+    (folder / "cascade.json").write_text(json.dumps({"base": ".", "stages": ["up32"]}))
+    run = load_run(folder)
+    assert isinstance(run, CascadeRun) and run.sizes == [16, 32] and run.base.path == folder
+    assert not isinstance(run.base, CascadeRun)
+
+
+def test_cli_an_image_edit_of_a_cascade_is_at_the_base_size(cascade_dir, tmp_path, capsys):
+    code = main(["sample", "--run", str(cascade_dir), "--prompt", "x", "--out", str(tmp_path / "a.png"),
+                 "--init-image", str(tmp_path / "in.png"), "--size", "32"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--init-image: got --size 32; allowed: 16 or no --size (an image edit runs the base" in err

@@ -46,7 +46,7 @@ def test_a_core_only_install_samples_from_the_shipped_model(tmp_path):
     env.pop("PYTHONPATH", None)
     out = tmp_path / "pikachu.png"
     result = _run([str(venv / "bin" / "pokemon-diffusion"), "sample", "--prompt", "Pikachu", "--steps", "5",
-                   "--seed", "0", "--out", str(out)], env=env, cwd=tmp_path)
+                   "--seed", "0", "--size", "32", "--out", str(out)], env=env, cwd=tmp_path)
     assert out.stat().st_size > 1000
     assert "Pikachu, a small yellow Electric-type Pokémon" in result.stderr  # the enriched prompt, logged
     app = subprocess.run([str(venv / "bin" / "pokemon-diffusion"), "app"], capture_output=True, text=True,

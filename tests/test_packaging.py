@@ -111,6 +111,10 @@ def test_the_wheel_builds_offline_with_the_shipped_model_and_py_typed(tmp_path):
         shutil.copy(ROOT / name, source / name)
     shutil.copytree(ROOT / "pokemon_diffusion", source / "pokemon_diffusion",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    stage = source / "pokemon_diffusion" / "pretrained" / "up128"  # a shipped cascade's stage folder
+    stage.mkdir(exist_ok=True)
+    for name in ("config.json", "encoder.json", "ema_model.keras"):
+        (stage / name).write_text("{}")
     result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                              "-q", "-w", str(tmp_path / "dist"), str(source)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -118,6 +122,8 @@ def test_the_wheel_builds_offline_with_the_shipped_model_and_py_typed(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for shipped in ("config.json", "encoder.json", "ema_model.keras", "manifest.json", "prompt_names.json"):
         assert f"pokemon_diffusion/pretrained/{shipped}" in names
+        if shipped != "prompt_names.json" and shipped != "manifest.json":
+            assert f"pokemon_diffusion/pretrained/up128/{shipped}" in names
     assert "pokemon_diffusion/py.typed" in names and "pokemon_diffusion/cli.py" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     assert not any(n.startswith("tests/") for n in names)

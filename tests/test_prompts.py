@@ -99,7 +99,7 @@ def test_generate_encodes_the_enriched_prompt_unless_told_not_to(tmp_path, monke
     monkeypatch.setattr(gen, "encode_prompts",
                         lambda run, prompts, **kw: (seen.append(list(prompts)), np.zeros((len(prompts), 384),
                                                                                         np.float32))[1])
-    _, labels = gen.generate(run, ["Pikachu"], config=SampleConfig(steps=1, seed=0))
+    _, labels = gen.generate(run, ["Pikachu"], config=SampleConfig(steps=1, seed=0), size=32)  # the base: fast
     assert seen[-1] == ["Pikachu, a small yellow Electric-type Pokémon"] and labels == seen[-1]
-    _, labels = gen.generate(run, ["Pikachu"], config=SampleConfig(steps=1, seed=0, enrich=False))
+    _, labels = gen.generate(run, ["Pikachu"], config=SampleConfig(steps=1, seed=0, enrich=False), size=32)
     assert seen[-1] == ["Pikachu"] and labels == ["Pikachu"]

@@ -2,7 +2,8 @@
 
 :class:`AppSession` holds the loaded run and its text encoder (loaded once, at start) and turns
 one request into a stream of :class:`Update` s: x_t and x̂_0 every few steps, then the final grid
-with a PNG and a GIF on disk. The Gradio layer (:mod:`.ui`) only maps these to components, so
+with a PNG and a GIF on disk. A cascade run (``run_dir.CascadeRun``) streams its base and then each
+upsampler stage live, at any of its sizes (default: the largest). The Gradio layer (:mod:`.ui`) only maps these to components, so
 everything here is testable without a browser or a server.
 """
 
@@ -15,7 +16,7 @@ import tempfile
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
@@ -48,6 +49,7 @@ class Request:
     seed: Optional[int]
     enrich: bool = True  # add the run's description of a named Pokémon (prompts.py)
     negative_prompt: Optional[str] = None  # replaces guidance's null condition; encoded as typed
+    size: Optional[int] = None  # the image side, one of the run's sizes; None = the largest
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,10 @@ class Update:
         seed: the seed of the run (drawn when the request had none).
         seconds: since the request started.
         grid_png, gif: the captioned grid and the denoising GIF, at the last update only.
+        size: the side of the images being made.
+        stage, stages: 0 while the base samples, i during a cascade's i-th upsampler stage; the
+            upsampler stages of this request (0: a single run, or a cascade at its base size).
+        stage_size: the side the current stage samples at.
     """
 
     x_t: np.ndarray
@@ -73,6 +79,10 @@ class Update:
     grid_png: Optional[Path] = None
     gif: Optional[Path] = None
     encoded: str = ""  # the prompt as encoded, when enrichment rewrote it
+    size: int = 0
+    stage: int = 0
+    stages: int = 0
+    stage_size: int = 0
 
     @property
     def done(self) -> bool:
@@ -81,9 +91,13 @@ class Update:
     def status(self) -> str:
         """One line for the page's status box."""
         where = f"step {self.step}/{self.steps} · t = {self.t}"
+        if self.stages:
+            side = f"{self.stage_size}×{self.stage_size}"
+            where = (f"upsampler {self.stage}/{self.stages} ({side})" if self.stage else f"base ({side})") + " · " + where
         said = f" · prompt used: “{self.encoded}”" if self.encoded else ""
         if self.done:
-            return (f"done: {self.steps} steps in {self.seconds:.1f} s · seed {self.seed} "
+            made = f" · {self.size}×{self.size}" if self.size else ""
+            return (f"done: {self.steps} steps in {self.seconds:.1f} s{made} · seed {self.seed} "
                     f"(type it in Seed to get the same images again){said}")
         return f"sampling… {where} · seed {self.seed} · {self.seconds:.1f} s{said}"
 
@@ -101,7 +115,7 @@ def _number(value, what: str, low: float, high: float, *, integer: bool) -> floa
 
 
 def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int, enrich=True,
-                  negative=None) -> Request:
+                  negative=None, size=None, sizes: Sequence[int] = ()) -> Request:
     """Check the page's fields (the browser's limits are not trusted: the API takes anything).
 
     Args:
@@ -114,6 +128,8 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         timesteps: the run's T.
         enrich: add the run's description of a Pokémon named in the prompt (a checkbox: true/false).
         negative: the negative prompt; blank or None for none (the null condition).
+        size: the image side, one of ``sizes`` (text or number); blank or None for the largest.
+        sizes: the run's sizes (a cascade's base and stage sizes); empty: no size is accepted but None.
 
     Raises:
         ConfigError: a field outside what is allowed; the message names the field.
@@ -139,7 +155,22 @@ def parse_request(prompt, num, sampler, steps, guidance, seed, *, timesteps: int
         raise ConfigError(f"Negative prompt: got {len(negative)} characters; allowed: at most {MAX_PROMPT_CHARS}")
     return Request(prompt=text, num=_number(num, "Images", 1, MAX_IMAGES, integer=True), sampler=kind,
                    steps=steps, guidance=_number(guidance, "Guidance", 0.0, MAX_GUIDANCE, integer=False),
-                   seed=seed_value, enrich=_flag(enrich, "Describe named Pokémon"), negative_prompt=negative or None)
+                   seed=seed_value, enrich=_flag(enrich, "Describe named Pokémon"), negative_prompt=negative or None,
+                   size=_size(size, sizes))
+
+
+def _size(size, sizes: Sequence[int]) -> Optional[int]:
+    """The Size field: one of ``sizes`` (a number or its text); blank or None for the largest."""
+    if size is None or (isinstance(size, str) and not size.strip()):
+        return max(sizes) if sizes else None
+    try:
+        value = float(size.strip() if isinstance(size, str) else size)
+    except (TypeError, ValueError):
+        value = None
+    if isinstance(size, bool) or value not in sizes:
+        allowed = " | ".join(map(str, sizes)) or "blank (the run's one size)"
+        raise ConfigError(f"Size: got {size!r}; allowed: {allowed}")
+    return int(value)
 
 
 def _flag(value, what: str) -> bool:
@@ -173,6 +204,8 @@ class AppSession:
         self.label = label or str(run.path)
         self.timesteps = int(run.config.diffusion.timesteps)
         self.default_steps = min(DEFAULT_STEPS, self.timesteps)
+        self.sizes = list(getattr(run, "sizes", [run.config.model.image_size]))  # a cascade: base, then stages
+        self.default_size = self.sizes[-1]
         self._files = Path(tempfile.mkdtemp(prefix="pokemon-diffusion-app-"))
         self._last: Optional[Path] = None
 
@@ -181,7 +214,7 @@ class AppSession:
         shutil.rmtree(self._files, ignore_errors=True)
 
     def warm_up(self) -> float:
-        """Trace the default request's loop (1 image, DDIM, guided) now, not at the first click.
+        """Trace the default request's loops (1 image, DDIM, guided; a cascade's stages too) now, not at the first click.
 
         Returns:
             Seconds it took.
@@ -189,16 +222,21 @@ class AppSession:
         from ..diffusion.streaming import iter_sample
 
         started = time.perf_counter()
-        model = self.run.config.model
+        channels = self.run.config.model.channels
         zeros = np.zeros(self.run.encoder.dim, np.float32)
-        for _ in iter_sample(self.run.model, zeros, (1, model.image_size, model.image_size, model.channels),
+        for _ in iter_sample(self._model, zeros, (1, self.default_size, self.default_size, channels),
                              schedule=self.run.schedule, steps=1, guidance_scale=3.0, seed=0, every=1):
             pass
         return time.perf_counter() - started
 
-    def parse(self, prompt, num, sampler, steps, guidance, seed, enrich=True, negative=None) -> Request:
+    @property
+    def _model(self):
+        """What ``iter_sample`` takes: a cascade run itself (base and stages), else the run's model."""
+        return self.run if getattr(self.run, "stages", None) is not None else self.run.model
+
+    def parse(self, prompt, num, sampler, steps, guidance, seed, enrich=True, negative=None, size=None) -> Request:
         return parse_request(prompt, num, sampler, steps, guidance, seed, timesteps=self.timesteps, enrich=enrich,
-                             negative=negative)
+                             negative=negative, size=size, sizes=self.sizes)
 
     def stream(self, request: Request) -> Iterator[Update]:
         """Sample ``request``: an :class:`Update` every few steps, the last one with the files.
@@ -214,10 +252,11 @@ class AppSession:
         encoded = text if text != request.prompt else ""
         negative = [request.negative_prompt] if request.negative_prompt else []
         embedding = encode_prompts(self.run, [text] + negative, encoder=self.encoder)  # one call
-        model = self.run.config.model
-        shape = (request.num, model.image_size, model.image_size, model.channels)
+        size = request.size or self.default_size
+        shape = (request.num, size, size, self.run.config.model.channels)
         every = max(1, math.ceil(request.steps / FRAMES_PER_RUN))
-        frames = iter_sample(self.run.model, embedding[:1], shape, schedule=self.run.schedule,
+        sides = self.sizes
+        frames = iter_sample(self._model, embedding[:1], shape, schedule=self.run.schedule,
                              negative_emb=embedding[1] if negative else None,
                              sampler=request.sampler, steps=request.steps if request.sampler == "ddim" else None,
                              guidance_scale=request.guidance, seed=request.seed, every=every,
@@ -225,12 +264,15 @@ class AppSession:
         for frame in frames:
             update = Update(x_t=frame_picture(frame.x), x0=frame_picture(frame.x0), step=frame.step,
                             steps=frame.steps, t=frame.t, seed=frame.seed,
-                            seconds=time.perf_counter() - started, encoded=encoded)
+                            seconds=time.perf_counter() - started, encoded=encoded, size=size, stage=frame.stage,
+                            stages=frame.stages, stage_size=sides[frame.stage])
             if frame.done:
                 png, gif = self._write(frame.result, request, text)
-                update = replace(update, grid_png=png, gif=gif, seconds=time.perf_counter() - started)
-                log.info("%r: %d image(s), %s %d steps, w=%g, seed %d in %.1f s", request.prompt, request.num,
-                         request.sampler, frame.steps, request.guidance, frame.seed, update.seconds)
+                steps = frame.result.steps  # a cascade's: the base's and its stages'
+                update = replace(update, grid_png=png, gif=gif, seconds=time.perf_counter() - started, step=steps,
+                                 steps=steps)
+                log.info("%r: %d image(s) of %dx%d, %s %d steps, w=%g, seed %d in %.1f s", request.prompt,
+                         request.num, size, size, request.sampler, steps, request.guidance, frame.seed, update.seconds)
             yield update
 
     def _write(self, result, request: Request, text: str):
@@ -238,7 +280,8 @@ class AppSession:
         from ..generate import save_outputs
 
         folder = Path(tempfile.mkdtemp(dir=self._files))
-        stem = f"pokemon_{request.sampler}{result.steps}_w{request.guidance:g}_seed{result.seed}"
+        side = result.images.shape[1]
+        stem = f"pokemon_{side}px_{request.sampler}{result.steps}_w{request.guidance:g}_seed{result.seed}"
         png, gif = folder / f"{stem}.png", folder / f"{stem}.gif"
         save_outputs(result, [text] * request.num, png, gif=gif)
         # the page has been handed the previous request's files already (Gradio copies what it serves)

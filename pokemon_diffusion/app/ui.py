@@ -23,8 +23,8 @@ BUTTONS = ["download", "fullscreen"]  # not "share": that one posts to the Huggi
 QUEUE_SIZE = 16  # requests waiting at most; the next one is refused with a message
 API_NAME = "generate"
 # element ids the browser test and the screenshot find things by
-IDS = dict(prompt="prompt", negative="negative", seed="seed", enrich="enrich", generate="generate", status="status", x_t="x_t", x0="x0",
-           result="result", files="files")
+IDS = dict(prompt="prompt", negative="negative", seed="seed", enrich="enrich", size="size", generate="generate",
+           status="status", x_t="x_t", x0="x0", result="result", files="files")
 
 
 def _quiet_gradio() -> None:
@@ -43,9 +43,9 @@ def make_handler(session: AppSession):
     """The generator the Generate button runs: checked fields in, (x_t, x̂_0, status, grid, files) out."""
     import gradio as gr
 
-    def generate(prompt, num, sampler, steps, guidance, seed, enrich=True, negative="") -> Iterator[tuple]:
+    def generate(prompt, num, sampler, steps, guidance, seed, enrich=True, negative="", size=None) -> Iterator[tuple]:
         try:
-            request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich, negative)
+            request = session.parse(prompt, num, sampler, steps, guidance, seed, enrich, negative, size)
         except PokemonDiffusionError as exc:
             raise gr.Error(_shown(str(exc)), title="Not generated", print_exception=False) from None
         try:
@@ -71,8 +71,10 @@ def build_blocks(session: AppSession):
     import gradio as gr
 
     with gr.Blocks(title="pokemon-diffusion", analytics_enabled=False) as blocks:
-        gr.Markdown(f"## Watch a Pokémon appear\nModel: `{session.label}` · "
-                    f"{session.run.config.model.image_size}×{session.run.config.model.image_size} · "
+        sizes = " → ".join(f"{s}×{s}" for s in session.sizes)
+        cascade = (" (a cascade: the base, then each upsampler stage, all shown live)"
+                   if len(session.sizes) > 1 else "")
+        gr.Markdown(f"## Watch a Pokémon appear\nModel: `{session.label}` · {sizes}{cascade} · "
                     f"T = {session.timesteps}. The left picture is the noisy state x_t, the right one "
                     "the model's current guess x̂₀ of the finished image.")
         with gr.Row():
@@ -90,8 +92,11 @@ def build_blocks(session: AppSession):
                     steps = gr.Slider(1, session.timesteps, value=session.default_steps, step=1,
                                       label="Steps (DDIM)")
                     guidance = gr.Slider(0.0, MAX_GUIDANCE, value=3.0, step=0.5, label="Guidance")
-                seed = gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
-                                  elem_id=IDS["seed"])
+                with gr.Row():
+                    seed = gr.Textbox(label="Seed (blank = random)", value="", placeholder="random",
+                                      elem_id=IDS["seed"])
+                    size = gr.Dropdown([(f"{s}×{s}", s) for s in session.sizes], value=session.default_size,
+                                       label="Size", interactive=len(session.sizes) > 1, elem_id=IDS["size"])
                 enrich = gr.Checkbox(value=True, label="Describe named Pokémon (\"Pikachu\" -> the model's "
                                                        "description of Pikachu)", elem_id=IDS["enrich"])
                 button = gr.Button("Generate", variant="primary", elem_id=IDS["generate"])
@@ -106,7 +111,7 @@ def build_blocks(session: AppSession):
                                   buttons=BUTTONS, elem_id=IDS["result"])
                 files = gr.File(label="Downloads (PNG grid, denoising GIF)", file_count="multiple",
                                 interactive=False, elem_id=IDS["files"])
-        inputs = [prompt, num, sampler, steps, guidance, seed, enrich, negative]
+        inputs = [prompt, num, sampler, steps, guidance, seed, enrich, negative, size]
         outputs = [x_t, x0, status, result, files]
         handler = make_handler(session)
         # preprocess=False: the raw values reach parse_request, whose messages name the field

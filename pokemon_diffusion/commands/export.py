@@ -19,7 +19,9 @@ def add_parser(subparsers):
                     "when present) to DIR with their SHA-256 manifest and a model card README.md (model, data, "
                     "training, metrics, a training-curve figure when the run logged metrics, licence note). "
                     "The folder loads with --run DIR, app --model DIR, or --run hf://OWNER/REPO once uploaded.")
-    parser.add_argument("run", metavar="RUN", help="run folder written by `train`, or 'reference' (the shipped model)")
+    parser.add_argument("run", metavar="RUN", help="run folder written by `train`, a cascade folder (cascade.json: DIR "
+                                                   "gets the base's files, each stage's in DIR/upSIZE/), or 'reference' "
+                                                   "(the shipped model)")
     parser.add_argument("dir", metavar="DIR", help="a new or empty folder to write")
     parser.add_argument("--name", default=None, metavar="NAME",
                         help="the model's name in the card (default: the run's manifest name, else DIR's name)")

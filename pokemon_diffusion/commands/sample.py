@@ -85,8 +85,9 @@ def add_parser(subparsers):
                         help="with --init-image: how much of the picture to redraw, 0.01 (keep it) ... "
                              "1 (start from noise) (default: 0.6)")
     parser.add_argument("--size", type=int_range(8, 1024), default=None, metavar="N",
-                        help="image side: one of the run's sizes; a cascade run (RUN/cascade.json) gives its "
-                             "base's and each stage's (default: the largest; a single run: its own)")
+                        help="image side: one of the run's sizes; a cascade run (RUN/cascade.json, or the shipped "
+                             "model once it is one) gives its base's and each stage's (default: the largest; a "
+                             "single run: its own); --init-image edits at the base's size")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
                              "RUN/encoder.json); it must be the same encoder (identity and size)")
@@ -169,6 +170,9 @@ def run(args) -> int:
     if args.size is not None and args.size not in sizes:
         raise ConfigError(f"--size: got {args.size}; allowed: {' | '.join(map(str, sizes))} (the run's size"
                           f"{'s: base, then each stage' if len(sizes) > 1 else '; a cascade run gives more'})")
+    if args.init_image is not None and args.size not in (None, sizes[0]):
+        raise ConfigError(f"--init-image: got --size {args.size}; allowed: {sizes[0]} or no --size (an image edit "
+                          "runs the base model only)")
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
     edited = {}  # an edit's settings, for the metadata of --out-dir's files
     if args.init_image is not None:

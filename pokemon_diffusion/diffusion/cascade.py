@@ -11,27 +11,29 @@ and then each stage's final image (every frame enlarged to the final size by pix
 ``timesteps`` 0 for a stage's frame), so the denoising figure and GIF show the whole cascade.
 Every draw comes from the one seed: the base's as in :func:`~.samplers.sample`, a stage's
 starting noise from the same seed at its own shape, its augmentation noise from ``(seed, stage)``.
+:func:`plan_stage` makes a stage's run and :func:`cascade_result` the result, for :func:`sample_cascade`
+and for ``streaming.iter_sample`` (which shows every stage's denoising live), so both give the same images.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
 from ..data.pairs import upsample
 from ..errors import ConfigError
-from .samplers import SampleResult, plan, sample
+from .samplers import SampleResult, SamplingPlan, plan, sample
 
 log = logging.getLogger(__name__)
 
 AUG_NOISE_SALT = 0x0A06  # the augmentation noise's key: (seed, salt + stage index)
 
 
-def _enlarge(frames: np.ndarray, size: int) -> np.ndarray:
+def enlarge(frames: np.ndarray, size: int) -> np.ndarray:
     """``(..., h, h, C)`` -> ``(..., size, size, C)`` by pixel repetition (``size`` a multiple of ``h``)."""
     factor = size // frames.shape[-2]
     return np.repeat(np.repeat(frames, factor, axis=-3), factor, axis=-2) if factor > 1 else frames
@@ -40,6 +42,50 @@ def _enlarge(frames: np.ndarray, size: int) -> np.ndarray:
 def cascade_sizes(cascade: Any) -> List[int]:
     """The sizes a cascade can give: its base's, then each stage's."""
     return [cascade.base.config.model.image_size] + [s.config.model.image_size for s in cascade.stages]
+
+
+def check_cascade_shape(cascade: Any, shape: Sequence[int]) -> Tuple[int, int, int, int]:
+    """``(batch, size, channels, stages to run)`` of ``shape``, a size the cascade gives.
+
+    Raises:
+        ConfigError: a malformed shape or a size the cascade does not give.
+    """
+    sizes = cascade_sizes(cascade)
+    try:
+        batch, height, width, channels = (int(s) for s in shape)
+    except (TypeError, ValueError):
+        raise ConfigError(f"shape: got {shape!r}; allowed: (batch, height, width, channels)") from None
+    if height != width or height not in sizes:
+        raise ConfigError(f"shape: got {height}x{width}; allowed: the cascade's sizes "
+                          f"{' | '.join(f'{s}x{s}' for s in sizes)}")
+    return batch, height, channels, sizes.index(height)
+
+
+def plan_stage(cascade: Any, index: int, images: np.ndarray, text_emb, *, seed: int, guidance_scale: float,
+               clip_x0: bool, negative_emb=None) -> SamplingPlan:
+    """Stage ``index``'s DDIM run on the previous images (see the module docstring): the one place
+    a stage's conditioning, noise and steps are made, for :func:`sample_cascade` and ``streaming``."""
+    stage = cascade.stages[index]
+    batch, channels = int(images.shape[0]), int(images.shape[-1])
+    side = stage.config.model.image_size
+    key = tf.constant([seed, AUG_NOISE_SALT + index], tf.int64)
+    low = upsample(images, side) + cascade.aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
+    return plan(stage.model, text_emb, (batch, side, side, channels), schedule=stage.schedule, sampler="ddim",
+                steps=min(cascade.stage_steps, stage.config.diffusion.timesteps), eta=0.0,
+                guidance_scale=guidance_scale, seed=seed, num_intermediates=2, clip_x0=clip_x0,
+                negative_emb=negative_emb, extra=(low, np.full((batch,), cascade.aug_level, np.float32)))
+
+
+def cascade_result(base: SampleResult, stage_images: Sequence[np.ndarray], stage_steps: int, size: int,
+                   seconds: float) -> SampleResult:
+    """The cascade's :class:`SampleResult`: the base's kept states, then each stage's final images,
+    every frame enlarged to ``size``; ``steps`` counts the base's and the stages' steps."""
+    frames = [base.intermediates] + [images[None] for images in stage_images]
+    intermediates = np.concatenate([enlarge(f, size) for f in frames], axis=0)
+    return SampleResult(images=stage_images[-1] if stage_images else base.images, intermediates=intermediates,
+                        timesteps=np.append(base.timesteps, np.zeros(len(stage_images), int)), seed=base.seed,
+                        sampler=base.sampler, steps=base.steps + stage_steps, guidance_scale=base.guidance_scale,
+                        eta=base.eta, seconds=seconds)
 
 
 def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str = "ddim", steps: Optional[int] = None,
@@ -57,36 +103,20 @@ def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str
     Raises:
         ConfigError: a size the cascade does not give; others as :func:`~.samplers.sample`.
     """
-    sizes = cascade_sizes(cascade)
-    try:
-        batch, height, width, channels = (int(s) for s in shape)
-    except (TypeError, ValueError):
-        raise ConfigError(f"shape: got {shape!r}; allowed: (batch, height, width, channels)") from None
-    if height != width or height not in sizes:
-        raise ConfigError(f"shape: got {height}x{width}; allowed: the cascade's sizes "
-                          f"{' | '.join(f'{s}x{s}' for s in sizes)}")
+    batch, height, channels, count = check_cascade_shape(cascade, shape)
     started = time.perf_counter()
-    base = sample(cascade.base.model, text_emb, (batch, sizes[0], sizes[0], channels), schedule=cascade.base.schedule,
+    base_size = cascade_sizes(cascade)[0]
+    base = sample(cascade.base.model, text_emb, (batch, base_size, base_size, channels), schedule=cascade.base.schedule,
                   sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
                   num_intermediates=num_intermediates, clip_x0=clip_x0, progress=progress, negative_emb=negative_emb)
-    images, frames, levels, total_steps = base.images, [base.intermediates], list(base.timesteps), base.steps
-    for index, stage in enumerate(cascade.stages[:sizes.index(height)]):
-        side = stage.config.model.image_size
-        key = tf.constant([base.seed, AUG_NOISE_SALT + index], tf.int64)
-        low = upsample(images, side) + cascade.aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
-        timesteps = stage.config.diffusion.timesteps
-        run = plan(stage.model, text_emb, (batch, side, side, channels), schedule=stage.schedule, sampler="ddim",
-                   steps=min(cascade.stage_steps, timesteps), eta=0.0, guidance_scale=guidance_scale, seed=base.seed,
-                   num_intermediates=2, clip_x0=clip_x0, negative_emb=negative_emb,
-                   extra=(low, np.full((batch,), cascade.aug_level, np.float32)))
+    images, finals, stage_steps = base.images, [], 0
+    for index in range(count):
+        run = plan_stage(cascade, index, images, text_emb, seed=base.seed, guidance_scale=guidance_scale,
+                         clip_x0=clip_x0, negative_emb=negative_emb)
         x, _ = run.run(run.x_T, 0, run.num_steps)
         images = np.clip(x.numpy(), -1.0, 1.0)
-        frames.append(images[None])
-        levels.append(0)
-        total_steps += run.num_steps
-        log.debug("cascade stage %d: %dx%d, %d DDIM steps, aug level %g", index + 1, side, side, run.num_steps,
-                  cascade.aug_level)
-    intermediates = np.concatenate([_enlarge(f, height) for f in frames], axis=0)
-    return SampleResult(images=images, intermediates=intermediates, timesteps=np.asarray(levels), seed=base.seed,
-                        sampler=base.sampler, steps=total_steps, guidance_scale=base.guidance_scale, eta=base.eta,
-                        seconds=time.perf_counter() - started)
+        finals.append(images)
+        stage_steps += run.num_steps
+        log.debug("cascade stage %d: %dx%d, %d DDIM steps, aug level %g", index + 1, run.shape[1], run.shape[2],
+                  run.num_steps, cascade.aug_level)
+    return cascade_result(base, finals, stage_steps, height, time.perf_counter() - started)

@@ -5,6 +5,11 @@ compiled ``tf.while_loop``, same noise keys): only the segment bounds differ, an
 step i does not depend on them, so the last frame's images equal ``sample(...)``'s for the same
 arguments. Between frames the loop runs compiled, never one Python call per step.
 
+Given a cascade run (``run_dir.CascadeRun``) it streams the base's frames and then each upsampler
+stage's (``stage`` says which), every frame enlarged by pixel repetition to the requested size;
+the stages run as ``cascade.sample_cascade`` runs them (``cascade.plan_stage``), so the last frame's
+result equals ``sample_cascade``'s for the same arguments.
+
 Example:
     >>> for frame in iter_sample(model, embedding, (1, 32, 32, 3), seed=0, every=5):  # doctest: +SKIP
     ...     show(frame.x, frame.x0)                      # x_t and the model's x̂_0, live
@@ -21,6 +26,7 @@ from typing import Iterator, List, Optional, Sequence
 import numpy as np
 
 from ..errors import ConfigError
+from .cascade import cascade_result, cascade_sizes, check_cascade_shape, enlarge, plan_stage
 from .samplers import SampleResult, SamplingPlan, plan
 from .schedule import NoiseSchedule
 
@@ -38,6 +44,9 @@ class StreamFrame:
         x0: the last step's estimate x̂_0 of the clean images (clipped when ``clip_x0``).
         seed: the seed of the run (drawn when none was given).
         result: None, except at the last frame: the run's :class:`SampleResult`.
+        stage: 0 for the base's frames, i for the i-th upsampler stage's (a cascade).
+        stages: the upsampler stages this run goes through (0 for a single run); ``step`` and
+            ``steps`` count the current stage's steps.
     """
 
     step: int
@@ -47,6 +56,8 @@ class StreamFrame:
     x0: np.ndarray
     seed: int
     result: Optional[SampleResult] = None
+    stage: int = 0
+    stages: int = 0
 
     @property
     def done(self) -> bool:
@@ -69,7 +80,9 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
     Every argument is checked when this function is called, before the first frame is asked for.
 
     Args:
-        model, text_emb, shape, schedule, sampler, steps, eta, guidance_scale, seed,
+        model: as in ``sample``, or a cascade run: its base's frames, then each stage's (see the
+            module docstring; ``schedule`` is then ignored, its runs carry theirs).
+        text_emb, shape, schedule, sampler, steps, eta, guidance_scale, seed,
             num_intermediates, clip_x0, negative_emb: as in ``sample`` (the result keeps the same
             intermediates).
         every: reverse steps between two frames, >= 1; the last step always yields a frame.
@@ -82,6 +95,14 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         EncoderError, ConfigError: as in ``sample``; ConfigError for a bad ``every``.
     """
     every = _check_every(every)
+    if getattr(model, "stages", None) is not None:  # a cascade run
+        batch, size, channels, count = check_cascade_shape(model, shape)
+        base_size = cascade_sizes(model)[0]
+        sampling = plan(model.base.model, text_emb, (batch, base_size, base_size, channels),
+                        schedule=model.base.schedule, sampler=sampler, steps=steps, eta=eta,
+                        guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
+                        clip_x0=clip_x0, negative_emb=negative_emb)
+        return _cascade_frames(model, sampling, every, size, count, text_emb, negative_emb, clip_x0)
     sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
                     guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
                     clip_x0=clip_x0, negative_emb=negative_emb)
@@ -121,3 +142,40 @@ def _frames(plan: SamplingPlan, every: int, model) -> Iterator[StreamFrame]:
     result = plan.result(kept, seconds + time.perf_counter() - started)
     yield StreamFrame(step=num_steps, steps=num_steps, t=0, x=result.images, x0=x0.numpy(), seed=plan.seed,
                       result=result)
+
+
+def _cascade_frames(cascade, base_plan: SamplingPlan, every: int, size: int, count: int, text_emb, negative_emb,
+                    clip_x0: bool) -> Iterator[StreamFrame]:
+    """The base's frames, then each stage's, enlarged to ``size``; the last one carries the cascade's result."""
+    started = time.perf_counter()
+    paused = 0.0  # the consumer's time between frames is not the sampler's
+    stage_images: List[np.ndarray] = []
+    stage_steps = 0
+    base = None
+    for stage in range(count + 1):
+        if stage == 0:
+            frames = _frames(base_plan, every, cascade.base.model)
+        else:
+            run = plan_stage(cascade, stage - 1, (stage_images or [base.images])[-1], text_emb, seed=base.seed,
+                             guidance_scale=base.guidance_scale, clip_x0=clip_x0, negative_emb=negative_emb)
+            frames = _frames(run, every, cascade.stages[stage - 1].model)
+        for frame in frames:
+            if frame.done:
+                if stage == 0:
+                    base = frame.result
+                else:
+                    stage_images.append(frame.result.images)
+                    stage_steps += frame.result.steps
+                if stage < count:
+                    shown = dict(result=None)  # the next stage follows: this one's last picture, live
+                else:
+                    result = cascade_result(base, stage_images, stage_steps, size,
+                                            time.perf_counter() - started - paused)
+                    shown = dict(result=result)
+                frame = StreamFrame(step=frame.step, steps=frame.steps, t=0, x=frame.result.images, x0=frame.x0,
+                                    seed=frame.seed, **shown)
+            waited = time.perf_counter()
+            yield StreamFrame(step=frame.step, steps=frame.steps, t=frame.t, x=enlarge(frame.x, size),
+                              x0=enlarge(frame.x0, size), seed=frame.seed, result=frame.result, stage=stage,
+                              stages=count)
+            paused += time.perf_counter() - waited
