@@ -205,7 +205,7 @@ def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats
             mean = ops.cast(layer.moving_mean, inputs.dtype)
             variance = ops.cast(layer.moving_variance, inputs.dtype)
         a = ops.rsqrt(variance + layer.epsilon)  # (C,)
-    elif isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3):  # JAX, bf16
+    elif isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3):  # JAX; unknown H, W
         _, height, width, channels = inputs.shape
         groups = layer.groups
         grouped = ops.reshape(inputs, (-1, height, width, groups, channels // groups))
