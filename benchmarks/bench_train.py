@@ -1,10 +1,12 @@
 """Train-step throughput against this machine's own matmul peak, and where the step time goes.
 
 For each image size: img/s of the project's compiled train step (``Trainer.train_step``, batch 32,
-the default U-Net), FLOPs per image (forward counted from the graph; training = 3x forward:
-forward + the two backward matmuls of every layer), achieved GFLOP/s / measured matmul GFLOP/s,
-the same step eager and under XLA (``jit_compile=True``), mixed precision, and the fraction of
-the step spent waiting for the tf.data pipeline. Peak RSS of a 64² batch-32 run, with and without
+the default U-Net, or with ``--config pretrained|FILE`` the shipped reference's configuration or
+any RunConfig JSON, an upsampler's included), FLOPs per image (forward counted from the graph;
+training = 3x forward: forward + the two backward matmuls of every layer), achieved GFLOP/s as a
+fraction of the float32 matmul peak and, for the ``mixed_bfloat16`` step, of the bfloat16 peak
+(both measured in the same run), the same step eager and under XLA (``jit_compile=True``), and the
+fraction of the step spent waiting for the tf.data pipeline. Peak RSS of a 64² batch-32 run, with and without
 ``--remat``, is measured in fresh subprocesses (``--rss-only``) so that other sizes do not inflate it.
 
 Ratios: ``trainer / plain`` (the same model in a plain tf.function step, alternated with the
@@ -16,6 +18,7 @@ per-round ratios are reported, so that the machine's load cancels out.
 Usage:
     python benchmarks/bench_train.py                       # 32 and 64, everything (~6 min on 2 cores)
     python benchmarks/bench_train.py --sizes 32 --steps 10 --skip-eager --skip-xla
+    python benchmarks/bench_train.py --config pretrained --sizes 32 --skip-eager --skip-xla --skip-rss
     python benchmarks/bench_train.py --sizes 32 64 --skip-eager --skip-xla --skip-mixed \
         --peer /work/shared/bench/peer_unet_step.py --rounds 3
 """
@@ -37,22 +40,47 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import matmul_peak_gflops, peak_rss_mb, write_result  # noqa: E402
 
 
-def _trainer(size: int, batch: int, mixed: bool = False, remat: bool = False, strategy: str = "auto"):
+def base_config(spec=None):
+    """The RunConfig to measure: ``None`` the default model, ``"pretrained"`` the shipped reference's
+    configuration, else a RunConfig JSON file (a run's ``config.json``, an upsampler's included)."""
+    from pokemon_diffusion.config import RunConfig
+
+    if spec is None:
+        return RunConfig()
+    if spec == "pretrained":
+        from pokemon_diffusion.pretrained import pretrained_dir
+        spec = pretrained_dir() / "config.json"
+    return RunConfig.load(spec)
+
+
+def _trainer(size: int, batch: int, mixed=False, remat: bool = False, strategy: str = "auto", config=None,
+             **model):
+    """A Trainer of ``config`` (default: the default model) at ``size``, batch ``batch``, and its batches.
+
+    ``model``: ModelConfig fields to change (e.g. ``norm="batch"``); ``mixed``: TrainConfig.mixed_precision.
+    """
+    import functools
+
     import numpy as np
 
-    from pokemon_diffusion.config import ModelConfig, RunConfig, TrainConfig
     from pokemon_diffusion.data.dataset import make_dataset
+    from pokemon_diffusion.data.pairs import pair_element
     from pokemon_diffusion.training.trainer import Trainer
 
-    config = RunConfig(model=ModelConfig(image_size=size),
-                       train=TrainConfig(steps=1000, batch_size=batch, mixed_precision=mixed, remat=remat,
-                                         strategy=strategy))
+    config = base_config() if config is None else config
+    config = config.replace(model=config.model.replace(image_size=size, **model),
+                            train=config.train.replace(steps=1000, epochs=None, batch_size=batch, mixed_precision=mixed,
+                                                       remat=remat, strategy=strategy, crop_size=None))
     trainer = Trainer(config, total_steps=1000)
     rng = np.random.default_rng(0)
     images = rng.uniform(-1, 1, (256, size, size, 3)).astype(np.float32)
-    embeddings = rng.standard_normal((256, 384)).astype(np.float32)
+    embeddings = rng.standard_normal((256, config.model.text_dim)).astype(np.float32)
+    low_res = config.model.low_res  # an upsampler: its (image, low-res condition) pairs made in the stream
+    pair_fn = functools.partial(pair_element, low_res=low_res, crop=size, aug_max=config.train.aug_max,
+                                seed=0) if low_res else None
     # as loop.train makes it: no drop_remainder, so the step's signature has a free batch axis
-    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True))
+    batches = trainer.distribute(make_dataset(images, embeddings, batch, repeat=True, with_index=True,
+                                              pair_fn=pair_fn))
     return trainer, iter(batches)
 
 
@@ -118,13 +146,14 @@ def _images_per_s(step, batches, batch: int, steps: int, warmup: int = 2):
     return batch * steps / wall, waiting / wall
 
 
-def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool, skip_xla: bool,
-               skip_mixed: bool, rounds: int = 0, peer=None) -> dict:
+def bench_size(size: int, batch: int, steps: int, peaks: dict, skip_eager: bool, skip_xla: bool,
+               skip_mixed: bool, rounds: int = 0, peer=None, config=None) -> dict:
     import tensorflow as tf
 
     from pokemon_diffusion.model.unet import count_flops
 
-    trainer, batches = _trainer(size, batch)
+    peak = peaks["float32"]
+    trainer, batches = _trainer(size, batch, config=config)
     forward = count_flops(trainer.model, batch_size=1)
     result = {"image_size": size, "batch": batch, "forward_gflops_per_image": forward / 1e9,
               "train_gflops_per_image": 3 * forward / 1e9}
@@ -132,7 +161,7 @@ def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool,
     achieved = 3 * forward * ips / 1e9
     result["tf_function"] = {"img_per_s": ips, "achieved_gflops": achieved, "fraction_of_matmul_peak": achieved / peak,
                              "data_wait_fraction": wait}
-    if rounds:
+    if rounds and trainer.config.model.low_res is None:  # the plain step and the peer are base models
         result["ratios"] = ratios(trainer, batches, batch, steps, rounds, peer)
     if not skip_xla:
         xla = tf.function(trainer._train_step, jit_compile=True)
@@ -146,9 +175,10 @@ def bench_size(size: int, batch: int, steps: int, peak: float, skip_eager: bool,
         ips, _ = _images_per_s(trainer._train_step, batches, batch, max(2, steps // 4), warmup=1)
         result["eager"] = {"img_per_s": ips}
     if not skip_mixed:
-        mixed, mixed_batches = _trainer(size, batch, mixed=True)
+        mixed, mixed_batches = _trainer(size, batch, mixed=True, config=config)
         ips, _ = _images_per_s(mixed.train_step, mixed_batches, batch, steps)
-        result["mixed_bfloat16"] = {"img_per_s": ips}
+        result["mixed_bfloat16"] = {"img_per_s": ips, "fraction_of_bfloat16_matmul_peak":
+                                    3 * forward * ips / 1e9 / peaks["bfloat16"]}
         tf.keras.mixed_precision.set_global_policy("float32")
     return result
 
@@ -198,7 +228,9 @@ def rss_only(size: int, batch: int, steps: int, remat: bool = False) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64])
+    parser.add_argument("--config", metavar="pretrained|FILE",
+                        help="measure the shipped reference's configuration or a RunConfig JSON (default: ModelConfig())")
+    parser.add_argument("--sizes", type=int, nargs="+", help="image sizes (default: 32 64, or the --config's)")
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--skip-eager", action="store_true")
@@ -219,11 +251,17 @@ def main() -> None:
         return
     if args.peer and not Path(args.peer).is_file():
         parser.error(f"--peer: got {args.peer!r}; allowed: an existing peer_unet_step.py")
-    peak = matmul_peak_gflops()
-    results = {"matmul_peak_gflops": peak, "sizes": []}
-    for size in args.sizes:
-        results["sizes"].append(bench_size(size, args.batch, args.steps, peak, args.skip_eager, args.skip_xla,
-                                           args.skip_mixed, args.rounds, args.peer))
+    if args.config and args.config != "pretrained" and not Path(args.config).is_file():
+        parser.error(f"--config: got {args.config!r}; allowed: pretrained | an existing RunConfig JSON file")
+    config = base_config(args.config)
+    sizes = args.sizes or ([config.model.image_size] if args.config else [32, 64])
+    peaks = {"float32": matmul_peak_gflops(), "bfloat16": matmul_peak_gflops(dtype="bfloat16")}
+    print(json.dumps({"matmul_peak_gflops": peaks}), flush=True)
+    results = {"config": args.config or "default", "matmul_peak_gflops": peaks["float32"],
+               "bfloat16_matmul_peak_gflops": peaks["bfloat16"], "sizes": []}
+    for size in sizes:
+        results["sizes"].append(bench_size(size, args.batch, args.steps, peaks, args.skip_eager, args.skip_xla,
+                                           args.skip_mixed, args.rounds, args.peer, config))
     if not args.skip_rss:
         for remat in (False, True):
             out = subprocess.run([sys.executable, __file__, "--rss-only", "64", "--batch", str(args.batch),

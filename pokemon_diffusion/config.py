@@ -20,10 +20,12 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Optional, Tuple, Type, TypeVar
+from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
+from ._config_types import type_name, value_has_type
 from .atomic import atomic_write_text
 from .errors import ConfigError
+from .hardware import AUTO as MIXED_PRECISION_AUTO
 
 BULBAPEDIA_URL = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"
 SOURCES = ("pokedex", "bulbapedia", "folder")
@@ -82,34 +84,6 @@ def caption_template_text(template: str, *, need_name: bool = True) -> str:
     return text
 
 
-def _type_ok(value: Any, annotation: Any) -> bool:
-    """Check ``value`` against the simple annotations used in this module."""
-    origin = typing.get_origin(annotation)
-    if origin is typing.Union:
-        return any(_type_ok(value, arg) for arg in typing.get_args(annotation))
-    if annotation is type(None):
-        return value is None
-    if origin in (tuple, Tuple):
-        args = typing.get_args(annotation)
-        item = args[0] if args else Any
-        return isinstance(value, tuple) and all(_type_ok(v, item) for v in value)
-    if annotation is bool:
-        return isinstance(value, bool)
-    if annotation is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if annotation is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if annotation is str:
-        return isinstance(value, str)
-    return True
-
-
-def _type_name(annotation: Any) -> str:
-    text = str(annotation).replace("typing.", "")
-    return {"<class 'int'>": "int", "<class 'float'>": "float", "<class 'str'>": "str",
-            "<class 'bool'>": "bool"}.get(text, text)
-
-
 @dataclass(frozen=True)
 class BaseConfig:
     """Shared behaviour: type checks, per-field checks, dict/JSON round trip, atomic save."""
@@ -123,8 +97,8 @@ class BaseConfig:
                 object.__setattr__(self, f.name, value)
             if isinstance(value, int) and not isinstance(value, bool) and hints[f.name] is float:
                 object.__setattr__(self, f.name, float(value))
-            if not _type_ok(value, hints[f.name]):
-                self._fail(f.name, value, f"a value of type {_type_name(hints[f.name])}")
+            if not value_has_type(value, hints[f.name]):
+                self._fail(f.name, value, f"a value of type {type_name(hints[f.name])}")
         self.validate()
 
     def validate(self) -> None:
@@ -325,7 +299,7 @@ class TrainConfig(BaseConfig):
     val_fraction: float = 0.05
     flip: bool = True
     seed: int = 0
-    mixed_precision: bool = False
+    mixed_precision: Union[bool, str] = False  # or "auto": where measured faster (hardware.py)
     strategy: str = "auto"
     checkpoint_every: int = 500
     max_checkpoints: int = 3
@@ -357,6 +331,8 @@ class TrainConfig(BaseConfig):
         self._check("val_fraction", 0.0 <= self.val_fraction < 1.0, "0 <= val_fraction < 1")
         self._range("seed", 0, MAX_SEED)
         self._choice("strategy")
+        self._check("mixed_precision", self.mixed_precision in (True, False, MIXED_PRECISION_AUTO),
+                    f'true | false | "{MIXED_PRECISION_AUTO}"')
         self._range("checkpoint_every", 1, 10_000_000)
         self._range("max_checkpoints", 1, 1000)
         self._range("eval_every", 1, 10_000_000)

@@ -255,20 +255,22 @@ def test_modulated_norm_equals_the_layer_then_scale_and_shift(kind, training):
         np.testing.assert_allclose(wb.numpy(), wa.numpy(), rtol=1e-6, atol=1e-7)
     # no conditioning: the layer's own output (exactly, where no fused kernel is used)
     got, want = modulated_norm(ours, tf.constant(x), training), keras_norm(x, training=training)
-    if kind == "batch" and training:
+    if (kind == "batch" and training) or kind == "group":  # fused kernel / _group_norm on TensorFlow
         np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=2e-5)
     else:
         np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
 
 
+@pytest.mark.parametrize("kind", ["batch", "group"])
 @pytest.mark.parametrize("conditioning", ["none", "shift", "scale_shift"])
-def test_fused_batch_norm_has_the_gradients_of_the_layer_then_scale_and_shift(conditioning):
+def test_fast_norms_have_the_gradients_of_the_layer_then_scale_and_shift(kind, conditioning):
+    # batch: TensorFlow's fused kernel; group: _group_norm's hand-written one-pass gradient
     rng = np.random.default_rng(2)
     x = tf.constant((rng.normal(size=(4, 8, 8, 16)) * 3 + 1).astype("float32"))
     scale = tf.constant((rng.normal(size=(4, 1, 1, 16)) * 0.3).astype("float32"))
     shift = tf.constant(rng.normal(size=(4, 1, 1, 16)).astype("float32"))
     weight = tf.constant(rng.normal(size=(4, 8, 8, 16)).astype("float32"))
-    keras_norm, ours = _norm_pair("batch", x.shape, rng)
+    keras_norm, ours = _norm_pair(kind, x.shape, rng)
     kwargs = {"none": {}, "shift": {"shift": shift}, "scale_shift": {"scale": scale, "shift": shift}}[conditioning]
 
     def grads(fn, layer):
@@ -293,3 +295,27 @@ def test_modulated_norm_without_stats_update_leaves_the_moving_statistics():
     # batch statistics were used: each channel is standardised before γ and β
     gamma, beta = norm.gamma.numpy(), norm.beta.numpy()
     np.testing.assert_allclose(((normalised - beta) / gamma).mean(axis=(0, 1, 2)), 0.0, atol=1e-4)
+
+
+def test_group_norm_fast_path_matches_keras_with_a_free_batch_axis_and_a_large_mean():
+    # traced with an unknown batch size (as the trainer's step is), per-example and shared coefficients,
+    # activations far from zero mean: values and all gradients as Keras' layer + FiLM
+    rng = np.random.default_rng(4)
+    x = tf.constant((rng.normal(size=(3, 8, 8, 32)) * 0.5 + 4).astype("float32"))
+    scale = tf.constant((rng.normal(size=(3, 1, 1, 32)) * 0.3).astype("float32"))
+    weight = tf.constant(rng.normal(size=(3, 8, 8, 32)).astype("float32"))
+    keras_norm, ours = _norm_pair("group", x.shape, rng)
+    spec = [tf.TensorSpec((None, 8, 8, 32)), tf.TensorSpec((None, 1, 1, 32))]
+
+    def grads(fn, layer):
+        @tf.function(input_signature=spec)
+        def step(x, scale):
+            with tf.GradientTape() as tape:
+                tape.watch([x, scale])
+                y = fn(layer, x, True, scale=scale)
+                loss = tf.reduce_sum(y * weight)
+            return [y] + tape.gradient(loss, [x, scale, layer.gamma, layer.beta])
+        return step(x, scale)
+
+    for got, want in zip(grads(modulated_norm, ours), grads(norm_then_modulate, keras_norm)):
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-4, atol=2e-4)

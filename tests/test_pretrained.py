@@ -88,3 +88,27 @@ def test_a_model_member_failing_its_crc_is_damaged(tmp_path):
     data[100] ^= 0xFF  # inside the stored member: the central directory is intact
     path.write_bytes(bytes(data))
     assert keras_file_damage(path) == "its member model.weights.h5 fails its CRC check"
+
+
+def test_reference_gives_keras_groupnorm_outputs_and_gradients_through_the_fast_path(reference, monkeypatch):
+    # the shipped GroupNorm model: fast_norm._group_norm (TensorFlow) against Keras' own layer
+    import tensorflow as tf
+
+    from pokemon_diffusion.model import fast_norm
+
+    model, rng = reference.model, np.random.default_rng(0)
+    size = reference.config.model.image_size
+    x = tf.constant(rng.normal(size=(2, size, size, 3)).astype("float32"))
+    t = tf.constant([10, 700])
+    text = tf.constant(rng.normal(size=(2, reference.config.model.text_dim)).astype("float32"))
+
+    def outputs():
+        with tf.GradientTape() as tape:
+            y = model([x, t, text], training=False)
+            loss = tf.reduce_sum(tf.square(y))
+        return [y] + tape.gradient(loss, model.trainable_variables)
+
+    fast = outputs()
+    monkeypatch.setattr(fast_norm, "_group_fusable", lambda layer, inputs: False)
+    for got, want in zip(fast, outputs()):  # rounding, accumulated over the network: relative to the largest
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-3, atol=1e-4 * np.abs(want.numpy()).max())

@@ -20,6 +20,7 @@ from typing import Any, Dict
 from ..cli import EXIT_INTERRUPTED
 from ..config import CHOICES, SAMPLE_GRID_IMAGES, RunConfig
 from ..errors import ConfigError
+from ..hardware import AUTO
 from ._args import choice_help
 
 log = logging.getLogger(__name__)
@@ -41,7 +42,8 @@ FIELD_FLAGS = (
     ("--lr", "train", "learning_rate", "X", "peak learning rate"),
     ("--seed", "train", "seed", "S", "seed of init, data order, noise"),
     ("--mixed-precision", "train", "mixed_precision", None,
-     "mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU"),
+     "mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU; '--mixed-precision auto': only where "
+     "measured faster (a GPU, a CPU with AMX)"),
     ("--strategy", "train", "strategy", "S", "tf.distribute strategy"),
     ("--time-limit", "train", "time_limit_minutes", "MIN", "stop (and save) after this many minutes of training"),
     ("--checkpoint-every", "train", "checkpoint_every", "N", "steps between checkpoints"),
@@ -73,6 +75,20 @@ def _parse(kind: type):
     return parse
 
 
+class _OnOffAuto(argparse.Action):
+    """``--flag`` (true), ``--flag auto`` ("auto") and ``--no-flag`` (false)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings + ["--no-" + option_strings[0][2:]], dest, nargs="?", metavar="auto", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string.startswith("--no-") and values is not None:
+            parser.error(f"{option_string}: got {values!r}; allowed: no value")
+        if values not in (None, AUTO):
+            parser.error(f"{option_string}: got {values!r}; allowed: auto, or no value (on)")
+        setattr(namespace, self.dest, False if option_string.startswith("--no-") else values or True)
+
+
 def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str) -> None:
     config = getattr(RunConfig(), part)
     kind = typing.get_type_hints(type(config))[name]
@@ -83,7 +99,10 @@ def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str)
     else:
         shown = f"{default:g}" if isinstance(default, float) else default
     options: Dict[str, Any] = {"dest": _dest(flag), "default": None}
-    if kind is bool:
+    if name == "mixed_precision":  # on | off | auto
+        shown = {True: "on", False: "off"}.get(default, default)
+        options["action"] = _OnOffAuto
+    elif kind is bool:
         options["action"] = argparse.BooleanOptionalAction
     elif name in CHOICES:
         options.update(choices=CHOICES[name], metavar=metavar)

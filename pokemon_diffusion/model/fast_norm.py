@@ -3,7 +3,9 @@
 * :func:`modulated_norm`: a norm and the conditioning's scale/shift folded into one multiply-add
   (``x · a + b`` with per-(example, channel) coefficients); :func:`norm_then_modulate` is the
   unfolded form it equals (tests, benchmarks).
-* On TensorFlow, training-mode BatchNorm through the fused ``FusedBatchNormV3`` kernel.
+* On TensorFlow, training-mode BatchNorm through the fused ``FusedBatchNormV3`` kernel, and
+  GroupNorm through :func:`_group_norm` (statistics and ``x · a + b`` with a hand-written one-pass
+  backward), which TensorFlow has no kernel for.
 * :class:`ReplayedSeed`: a rematerialised block's dropout draws the same mask twice.
 
 Measured in docs/PERFORMANCE.md. No layer is defined here (so nothing to register for ``.keras``
@@ -56,6 +58,8 @@ def modulated_norm(layer: keras.layers.Layer, x, training, update_stats: bool = 
     inputs = ops.cast(x, keras.backend.result_type(x.dtype, "float32"))  # upcast as Keras' norms do
     if _fusable(layer, inputs, training):
         return ops.cast(_fused_batch_norm(layer, inputs, update_stats, scale, shift), layer.compute_dtype)
+    if _group_fusable(layer, inputs):
+        return ops.cast(_group_norm(layer, inputs, scale, shift), layer.compute_dtype)
     coefficients = _norm_coefficients(layer, inputs, training, update_stats)
     if coefficients is None:  # another norm: the plain path
         return norm_then_modulate(layer, x, training, scale=scale, shift=shift)
@@ -115,6 +119,73 @@ def _fused_batch_norm(layer: keras.layers.Layer, inputs, update_stats: bool, sca
     return outputs if shift is None else outputs + ops.cast(shift, "float32")
 
 
+def _group_fusable(layer: keras.layers.Layer, inputs) -> bool:
+    """GroupNorm on TensorFlow, float32, channels last, static H, W, C: :func:`_group_norm` applies."""
+    return (keras.backend.backend() == "tensorflow" and isinstance(layer, keras.layers.GroupNormalization)
+            and layer.axis in (-1, 3) and len(inputs.shape) == 4 and None not in inputs.shape[1:]
+            and inputs.dtype == "float32")
+
+
+def _group_norm(layer: keras.layers.Layer, inputs, scale, shift):
+    """GroupNorm (+ conditioning) as ``x · a + b`` with a one-pass hand-written gradient (TensorFlow).
+
+    The γ, β and the conditioning fold into per-(example, channel) ``A = γ(1 + scale)`` and
+    ``B = β(1 + scale) + shift`` (ordinary autodiff: small tensors); :func:`_group_norm_core` does
+    the full-size work: forward = the group statistics (Keras' two-pass mean and variance) and one
+    multiply-add; backward = two per-channel sums of ``dy`` and ``dy · x`` and one
+    ``dy · p + x · q + s``. TensorFlow's own gradient of the moments-based form makes ~3× as many
+    full-size passes (measured: docs/PERFORMANCE.md).
+    """
+    channels = inputs.shape[-1]
+    gamma = ops.cast(layer.gamma, "float32") if layer.scale else ops.ones((channels,), "float32")
+    beta = ops.cast(layer.beta, "float32") if layer.center else ops.zeros((channels,), "float32")
+    a, b = ops.reshape(gamma, (1, 1, 1, channels)), ops.reshape(beta, (1, 1, 1, channels))
+    if scale is not None:
+        factor = 1.0 + ops.cast(scale, "float32")
+        a, b = a * factor, b * factor
+    if shift is not None:
+        b = b + ops.cast(shift, "float32")
+    return _group_norm_core(inputs, a, b, groups=layer.groups, epsilon=layer.epsilon)
+
+
+def _group_norm_core(x, a, b, *, groups: int, epsilon: float):
+    """``(x − μ) · rsqrt(σ² + ε) · a + b`` with μ, σ² per (example, group); a, b: (1 or B, 1, 1, C)."""
+    import tensorflow as tf
+
+    _, height, width, channels = x.shape
+    per_group, count = channels // groups, float(height * width * (channels // groups))
+
+    def to_channels(t):  # (B, G) -> (B, 1, 1, C)
+        t = tf.broadcast_to(t[:, :, None], tf.concat([tf.shape(t), [per_group]], 0))
+        return tf.reshape(t, (-1, 1, 1, channels))
+
+    def group_mean(t):  # (B, C) per-channel sums -> (B, G) group means
+        return tf.reduce_sum(tf.reshape(t, (-1, groups, per_group)), -1) / count
+
+    @tf.custom_gradient
+    def core(x, a, b):
+        mean = to_channels(group_mean(tf.reduce_sum(x, [1, 2])))
+        variance = group_mean(tf.reduce_sum(tf.math.squared_difference(x, mean), [1, 2]))
+        inv = to_channels(tf.math.rsqrt(variance + epsilon))
+        slope = inv * a
+
+        def grad(dy):
+            sum_dy = tf.reduce_sum(dy, [1, 2], keepdims=True)  # (B, 1, 1, C)
+            sum_dy_xhat = (tf.reduce_sum(dy * x, [1, 2], keepdims=True) - mean * sum_dy) * inv
+            a_full = a + tf.zeros_like(sum_dy)  # (B, 1, 1, C)
+            m1 = to_channels(group_mean(tf.reshape(a_full * sum_dy, (-1, channels))))  # mean of dy·a
+            m2 = to_channels(group_mean(tf.reshape(a_full * sum_dy_xhat, (-1, channels))))  # of dy·a·x̂
+            q = -inv * inv * m2
+            dx = dy * slope + (x * q + (-mean * q - inv * m1))
+            da = sum_dy_xhat if a.shape[0] != 1 else tf.reduce_sum(sum_dy_xhat, 0, keepdims=True)
+            db = sum_dy if b.shape[0] != 1 else tf.reduce_sum(sum_dy, 0, keepdims=True)
+            return dx, da, db
+
+        return x * slope + (b - mean * slope), grad
+
+    return core(x, a, b)
+
+
 def _update_moving_stats(layer: keras.layers.Layer, mean, variance) -> None:
     """Keras' BatchNorm update of the moving statistics (as in ``BatchNormalization.call``)."""
     momentum = layer.momentum
@@ -134,7 +205,7 @@ def _norm_coefficients(layer: keras.layers.Layer, inputs, training, update_stats
             mean = ops.cast(layer.moving_mean, inputs.dtype)
             variance = ops.cast(layer.moving_variance, inputs.dtype)
         a = ops.rsqrt(variance + layer.epsilon)  # (C,)
-    elif isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3):
+    elif isinstance(layer, keras.layers.GroupNormalization) and layer.axis in (-1, 3):  # JAX; unknown H, W
         _, height, width, channels = inputs.shape
         groups = layer.groups
         grouped = ops.reshape(inputs, (-1, height, width, groups, channels // groups))

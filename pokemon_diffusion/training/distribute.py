@@ -9,7 +9,7 @@ Strategies (``TrainConfig.strategy``):
 
 Mixed precision: ``mixed_float16`` on a GPU (with a ``LossScaleOptimizer``, see trainer.py) and
 ``mixed_bfloat16`` on CPU, where float16 has no fast kernels and bfloat16's exponent range makes
-loss scaling unnecessary.
+loss scaling unnecessary; ``"auto"`` only where it is faster (``hardware.py``).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import tensorflow as tf
 
 from ..config import STRATEGIES
 from ..errors import ConfigError
+from ..hardware import use_mixed_precision
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +115,13 @@ def is_chief(strategy: tf.distribute.Strategy) -> bool:
     return task_type == "chief" or (task_type == "worker" and task_id == 0 and not has_chief)
 
 
-def precision_policy(mixed_precision: bool) -> str:
-    """The Keras dtype policy name: float32, or mixed_float16 (GPU) / mixed_bfloat16 (CPU)."""
-    if not mixed_precision:
+def precision_policy(mixed_precision) -> str:
+    """The Keras dtype policy name for ``TrainConfig.mixed_precision`` (false | true | "auto").
+
+    float32, or mixed precision: mixed_float16 on a GPU, mixed_bfloat16 on CPU; "auto" uses it only
+    where it was measured faster (``hardware.use_mixed_precision``).
+    """
+    gpu = bool(tf.config.list_logical_devices("GPU"))
+    if not use_mixed_precision(mixed_precision, gpu):
         return "float32"
-    return "mixed_float16" if tf.config.list_logical_devices("GPU") else "mixed_bfloat16"
+    return "mixed_float16" if gpu else "mixed_bfloat16"

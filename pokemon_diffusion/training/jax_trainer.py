@@ -28,6 +28,7 @@ import numpy as np
 
 from ..config import RunConfig
 from ..errors import CheckpointError, ConfigError
+from ..hardware import use_mixed_precision
 from ..diffusion.schedule import make_schedule
 from ..run_dir import save_model_atomic
 from .jax_checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
@@ -87,7 +88,8 @@ class JaxTrainer:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: a multiple of the number "
                               f"of devices ({len(self.devices)}), so each gets the same share")
         self.distribution = keras.distribution.DataParallel(devices=self.devices) if len(self.devices) > 1 else None
-        self.policy = "mixed_bfloat16" if tc.mixed_precision else "float32"
+        gpu = any(d.platform == "gpu" for d in self.devices)
+        self.policy = "mixed_bfloat16" if use_mixed_precision(tc.mixed_precision, gpu, backend="jax") else "float32"
         self.schedule = make_schedule(config.diffusion)
         # per-timestep loss weights: 1, or Min-SNR-γ (Hang et al. 2023), as in the TensorFlow step
         self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)

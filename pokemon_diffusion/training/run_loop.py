@@ -311,7 +311,7 @@ class RunLoop:
         raise TrainingDivergedError(
             f"training diverged: the loss became NaN/inf at step {self.bad_step}; stopped at step {self.step} "
             f"without saving; {where}. Lower --lr (now {self.tc.learning_rate:g}), raise warmup_steps, check the "
-            "data" + (", or train without --mixed-precision" if self.tc.mixed_precision else ""))
+            "data" + (", or train without --mixed-precision" if self.trainer.policy != "float32" else ""))
 
     def _log(self, bar: Any, evaluate: bool) -> None:
         self._guard()  # waits for the device, so the interval holds the queued steps' time

@@ -1,0 +1,77 @@
+"""What this machine's processor does natively, and what ``mixed_precision: "auto"`` picks from it.
+
+``TrainConfig.mixed_precision`` is ``false`` (float32), ``true`` (mixed precision wherever: a GPU's
+mixed_float16, else mixed_bfloat16) or ``"auto"``: mixed precision only where it was measured faster
+than float32 for this project's TensorFlow training step (docs/PERFORMANCE.md):
+
+* a CPU with AMX (``amx_bf16``/``amx_tile`` in /proc/cpuinfo): mixed_bfloat16, 1.09–1.14× float32;
+* a CPU with AVX512-BF16 but no AMX: mixed_bfloat16, 1.24× float32 at 32² (issue 28, one core);
+* a CPU with neither: float32 (bfloat16 is emulated there: 6–7× slower);
+* a GPU: float32. Its step is bound by launch overhead at this model's size (H200, Keras' torch
+  backend: mixed 0.83–1.0× float32), and the TensorFlow step has not been measured on a GPU;
+  ``true`` still gives mixed_float16 there.
+
+The JAX backend's step has not been measured in bfloat16 on a CPU: there "auto" is float32.
+
+No TensorFlow or JAX import here: each backend's trainer says whether it runs on a GPU.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from pathlib import Path
+from typing import FrozenSet, Optional, Union
+
+log = logging.getLogger(__name__)
+
+AUTO = "auto"  # the third value of TrainConfig.mixed_precision
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> FrozenSet[str]:
+    """The first processor's feature flags (empty where there is no /proc/cpuinfo, e.g. macOS)."""
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def native_bfloat16(flags: FrozenSet[str]) -> str:
+    """``"amx"``, ``"avx512_bf16"`` or ``"none"``: this CPU's fastest bfloat16 matrix instructions."""
+    if {"amx_bf16", "amx_tile"} <= flags:
+        return "amx"
+    return "avx512_bf16" if "avx512_bf16" in flags else "none"
+
+
+_LOGGED: set = set()
+
+
+def use_mixed_precision(setting: Union[bool, str], gpu: bool, flags: Optional[FrozenSet[str]] = None,
+                        backend: str = "tensorflow") -> bool:
+    """Whether to train in mixed precision for ``TrainConfig.mixed_precision = setting``.
+
+    ``true``/``false`` are taken as they are; ``"auto"`` decides from the hardware and the backend
+    (module docstring) and logs its choice once per process.
+    """
+    if setting != AUTO:
+        return bool(setting)
+    if backend != "tensorflow" and not gpu:
+        use, why = False, f"{backend} on CPU, bfloat16 not measured there → float32"
+    elif gpu:
+        use, why = False, "a GPU, mixed precision not measured faster there → float32"
+    else:
+        native = native_bfloat16(cpu_flags() if flags is None else flags)
+        use = native != "none"
+        why = {"amx": "bfloat16: AMX found → mixed_bfloat16",
+               "avx512_bf16": "bfloat16: AVX512-BF16 found → mixed_bfloat16",
+               "none": "no native bfloat16 → float32"}[native]
+    if why not in _LOGGED:
+        _LOGGED.add(why)
+        log.info("mixed_precision auto: %s", why)
+    return use
