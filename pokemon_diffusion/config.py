@@ -44,6 +44,7 @@ CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedu
                                        "loss_weighting": LOSS_WEIGHTINGS}
 MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
 CASCADE_STAGE_STEPS, CASCADE_AUG_LEVEL = 25, 0.05  # a cascade stage at sampling: DDIM steps, fixed aug level
+CASCADE_STAGE_GUIDANCE = None  # a stage's guidance scale (None: the request's, as the base)
 EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
 #: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
 CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon", "plain": "{name}, {a} {types} Pokémon",

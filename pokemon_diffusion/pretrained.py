@@ -142,7 +142,7 @@ def _export_parts(source: Path) -> Tuple[List[Tuple[Path, str]], Optional[Dict[s
     parts = [(Path(cascade.base.path), ".")]
     parts += [(Path(stage.path), f"up{stage.config.model.image_size}") for stage in cascade.stages]
     spec = {"base": ".", "stages": [folder for _, folder in parts[1:]], "stage_steps": cascade.stage_steps,
-            "aug_level": cascade.aug_level}
+            "aug_level": cascade.aug_level, "stage_guidance": cascade.stage_guidance}
     stages = [{"folder": folder, "image_size": stage.config.model.image_size, "low_res": stage.config.model.low_res}
               for (_, folder), stage in zip(parts[1:], cascade.stages)]
     return parts, {"spec": spec, "stages": stages, "sizes": cascade.sizes}

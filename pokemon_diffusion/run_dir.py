@@ -11,8 +11,9 @@ Layout::
 
 A cascade folder holds ``cascade.json`` instead, naming the base run and the upsampler stages'
 runs (folders relative to it), e.g. ``{"base": "base", "stages": ["up64", "up128"]}``, with
-optional ``"stage_steps"`` and ``"aug_level"`` (default ``config.CASCADE_STAGE_STEPS`` /
-``CASCADE_AUG_LEVEL``): :func:`load_run` gives a :class:`CascadeRun` for it. The base may be the
+optional ``"stage_steps"``, ``"aug_level"`` and ``"stage_guidance"`` (default
+``config.CASCADE_STAGE_STEPS`` / ``CASCADE_AUG_LEVEL`` / ``CASCADE_STAGE_GUIDANCE``, None: the
+request's guidance): :func:`load_run` gives a :class:`CascadeRun` for it. The base may be the
 cascade folder itself (``"base": "."``: its run files beside ``cascade.json``, as the shipped
 model keeps them, stages in sub-folders).
 """
@@ -28,7 +29,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from .atomic import atomic_path, atomic_write_text
-from .config import CASCADE_AUG_LEVEL, CASCADE_STAGE_STEPS, RunConfig
+from .config import CASCADE_AUG_LEVEL, CASCADE_STAGE_GUIDANCE, CASCADE_STAGE_STEPS, RunConfig
 from .errors import CheckpointError, EncoderError, PokemonDiffusionError
 
 logger = logging.getLogger(__name__)
@@ -93,6 +94,7 @@ class CascadeRun(LoadedRun):
     stages: Tuple[LoadedRun, ...] = ()
     stage_steps: int = CASCADE_STAGE_STEPS
     aug_level: float = CASCADE_AUG_LEVEL
+    stage_guidance: Optional[float] = CASCADE_STAGE_GUIDANCE  # None: the request's guidance scale
 
     @property
     def name_table(self):
@@ -121,12 +123,16 @@ def load_cascade(folder: Path) -> CascadeRun:
         spec = json.loads(path.read_text(encoding="utf-8"))
         base_dir, stage_dirs = spec["base"], spec["stages"]
         steps, aug = int(spec.get("stage_steps", CASCADE_STAGE_STEPS)), float(spec.get("aug_level", CASCADE_AUG_LEVEL))
+        guidance = spec.get("stage_guidance", CASCADE_STAGE_GUIDANCE)
+        guidance = None if guidance is None else float(guidance)
         if not (isinstance(base_dir, str) and isinstance(stage_dirs, list) and stage_dirs
-                and all(isinstance(s, str) for s in stage_dirs) and steps >= 1 and 0.0 <= aug <= 1.0):
+                and all(isinstance(s, str) for s in stage_dirs) and steps >= 1 and 0.0 <= aug <= 1.0
+                and (guidance is None or 0.0 <= guidance <= 20.0)):
             raise ValueError("wrong types or values")
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{path}: {exc}; allowed: {{\"base\": RUN, \"stages\": [RUN, ...], \"stage_steps\": "
-                              f"N >= 1, \"aug_level\": 0 to 1}} with run folders relative to it") from None
+                              f"N >= 1, \"aug_level\": 0 to 1, \"stage_guidance\": null or 0 to 20}} with run folders "
+                              "relative to it") from None
     base = load_run(folder / base_dir, single=True)
     stages = tuple(load_run(folder / s, single=True) for s in stage_dirs)
     size = base.config.model.image_size
@@ -140,7 +146,7 @@ def load_cascade(folder: Path) -> CascadeRun:
                                   f"({stage.encoder.dim}-d); allowed: the base's, {base.encoder.name!r} ({base.encoder.dim}-d)")
         size = model.image_size
     return CascadeRun(folder, base.config, base.encoder, base.model, base=base, stages=stages, stage_steps=steps,
-                      aug_level=aug)
+                      aug_level=aug, stage_guidance=guidance)
 
 
 def write_encoder_info(run_dir: os.PathLike | str, info: EncoderInfo) -> None:

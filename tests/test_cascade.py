@@ -168,3 +168,24 @@ def test_cli_an_image_edit_of_a_cascade_is_at_the_base_size(cascade_dir, tmp_pat
                  "--init-image", str(tmp_path / "in.png"), "--size", "32"])
     err = capsys.readouterr().err
     assert code == 2 and "--init-image: got --size 32; allowed: 16 or no --size (an image edit runs the base" in err
+
+
+def test_a_stage_guidance_fixed_by_the_cascade_replaces_the_requests(cascade, tmp_path):
+    import dataclasses
+
+    from pokemon_diffusion.diffusion.cascade import plan_stage
+
+    low = np.zeros((1, 16, 16, 3), np.float32)
+    assert cascade.stage_guidance is None
+    assert plan_stage(cascade, 0, low, EMB, seed=0, guidance_scale=3.0, clip_x0=True).guidance_scale == 3.0
+    fixed = dataclasses.replace(cascade, stage_guidance=1.0)
+    assert plan_stage(fixed, 0, low, EMB, seed=0, guidance_scale=3.0, clip_x0=True).guidance_scale == 1.0
+    spec = json.loads((cascade.path / "cascade.json").read_text())
+    for bad in (-1, "loud"):
+        (tmp_path / "cascade.json").write_text(json.dumps({**spec, "base": str(cascade.path / "base"),
+                                                           "stages": [str(cascade.path / "up32")], "stage_guidance": bad}))
+        with pytest.raises(CheckpointError, match="stage_guidance"):
+            load_run(tmp_path)
+    (tmp_path / "cascade.json").write_text(json.dumps({**spec, "base": str(cascade.path / "base"),
+                                                       "stages": [str(cascade.path / "up32")], "stage_guidance": 1}))
+    assert load_run(tmp_path).stage_guidance == 1.0

@@ -46,7 +46,7 @@ def test_a_cascade_exports_as_the_base_folder_plus_stage_folders_with_one_manife
     dest, manifest = shipped
     assert set(manifest["sha256"]) == BASE_FILES | STAGE_FILES | {"prompt_names.json", "cascade.json"}
     assert json.loads((dest / "cascade.json").read_text()) == {"base": ".", "stages": ["up32"], "stage_steps": 3,
-                                                               "aug_level": 0.1}
+                                                               "aug_level": 0.1, "stage_guidance": None}
     assert manifest["stages"] == [{"steps": 7, "folder": "up32", "image_size": 32, "low_res": 16}]
     assert manifest["sizes"] == [16, 32] and manifest["name"] == "tiny-cascade" and manifest["steps"] == 5
     assert manifest["bytes"] == sum((dest / n).stat().st_size for n in manifest["sha256"])

@@ -4,7 +4,9 @@ A stage takes the previous stage's images, brings them to its own size with the 
 training (``data/pairs.upsample``, bicubic; training degrades with area-down + the same upsample),
 adds Gaussian noise at the cascade's fixed augmentation level (``aug_level``, given to the model
 as its ``aug_levels`` input, as in training) and denoises its own noise with DDIM (η = 0,
-``stage_steps`` steps, the same prompt, negative prompt and guidance as the base).
+``stage_steps`` steps, the same prompt and negative prompt as the base, and the base's guidance
+scale unless the cascade fixes its own, ``stage_guidance``: a stage's pass costs (size/base)² a
+base pass, and an unguided stage needs one pass per step instead of two).
 
 The result is one :class:`~.samplers.SampleResult` at the requested size: the base's kept states
 and then each stage's final image (every frame enlarged to the final size by pixel repetition,
@@ -72,7 +74,8 @@ def plan_stage(cascade: Any, index: int, images: np.ndarray, text_emb, *, seed: 
     low = upsample(images, side) + cascade.aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
     return plan(stage.model, text_emb, (batch, side, side, channels), schedule=stage.schedule, sampler="ddim",
                 steps=min(cascade.stage_steps, stage.config.diffusion.timesteps), eta=0.0,
-                guidance_scale=guidance_scale, seed=seed, num_intermediates=2, clip_x0=clip_x0,
+                guidance_scale=guidance_scale if cascade.stage_guidance is None else cascade.stage_guidance,
+                seed=seed, num_intermediates=2, clip_x0=clip_x0,
                 negative_emb=negative_emb, extra=(low, np.full((batch,), cascade.aug_level, np.float32)))
 
 

@@ -149,12 +149,13 @@ def chain(fns: Sequence[Callable[[np.ndarray], np.ndarray]]) -> Callable[[np.nda
 
 
 def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: int = 64,
-                           seed: int = 0, steps: int = CASCADE_STAGE_STEPS, aug_level: Optional[float] = None,
+                           seed: int = 0, steps: Optional[int] = None, aug_level: Optional[float] = None,
                            guidance_scale: float = SampleConfig.guidance_scale, batch_size: int = 16) -> Dict[str, Any]:
     """``evaluate`` for an upsampler run, or for a cascade folder (its stages chained, from the base's
     size to the last stage's): the first ``num`` held-out images (the last stage's split, whole
     Pokémon) at the final size, each with its own caption; :func:`evaluate_upsampler`'s report plus
-    the settings. ``aug_level`` None: the cascade's own, else ``config.CASCADE_AUG_LEVEL``.
+    the settings. ``steps`` and ``aug_level`` None: the cascade's own, else ``config.CASCADE_STAGE_STEPS``
+    / ``CASCADE_AUG_LEVEL``; a cascade's ``stage_guidance``, when it fixes one, replaces ``guidance_scale``.
 
     Raises:
         ConfigError: neither an upsampler nor a cascade. DataError: it held out no images.
@@ -168,12 +169,15 @@ def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | s
     if isinstance(run, CascadeRun):
         stages, low_res = list(run.stages), run.config.model.image_size
         aug_level = run.aug_level if aug_level is None else aug_level
+        steps = run.stage_steps if steps is None else steps
+        guidance_scale = guidance_scale if run.stage_guidance is None else run.stage_guidance
     elif run.config.model.low_res is not None:
         stages, low_res = [run], run.config.model.low_res
     else:
         raise ConfigError(f"evaluate_upsampler_run: {run_dir} is a base model (no model.low_res); allowed: an "
                           "upsampler run (`train --upsample-from`) or a cascade folder (cascade.json)")
     aug_level = CASCADE_AUG_LEVEL if aug_level is None else float(aug_level)
+    steps = CASCADE_STAGE_STEPS if steps is None else int(steps)
     model, tc = stages[-1].config.model, stages[-1].config.train
     check_dataset_encoder(data_dir, run.encoder)
     data = load_eval_data(data_dir, model.image_size)
