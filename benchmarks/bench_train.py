@@ -113,11 +113,16 @@ def _run_peer(peer: str, size: int, batch: int, steps: int) -> float:
     return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
 
 
-def ratios(trainer, batches, batch: int, steps: int, rounds: int, peer=None) -> dict:
-    """Alternate trainer / plain step / peer (subprocess) for ``rounds``; medians of per-round ratios."""
+def ratios(trainer, batches, batch: int, steps: int, rounds: int, peer=None, defaults=None) -> dict:
+    """Alternate trainer / plain step / peer (subprocess) for ``rounds``; medians of per-round ratios.
+
+    ``defaults``: ``(trainer, batches)`` of the package's default precision (``"auto"``) where it
+    differs from float32 here, alternated too (``defaults_over_float32``, ``defaults_over_peer``)."""
     plain = plain_step(trainer)
-    runs = {"trainer": [], "plain": [], "peer": []}
+    runs = {"trainer": [], "plain": [], "peer": [], "defaults": []}
     for _ in range(rounds):
+        if defaults:
+            runs["defaults"].append(_images_per_s(defaults[0].train_step, defaults[1], batch, steps, warmup=1)[0])
         runs["trainer"].append(_images_per_s(trainer.train_step, batches, batch, steps, warmup=1)[0])
         runs["plain"].append(_images_per_s(plain, batches, batch, steps, warmup=1)[0])
         if peer:
@@ -127,6 +132,11 @@ def ratios(trainer, batches, batch: int, steps: int, rounds: int, peer=None) -> 
               "trainer_over_plain": statistics.median(a / b for a, b in zip(runs["trainer"], runs["plain"]))}
     if peer:
         result["trainer_over_peer"] = statistics.median(a / b for a, b in zip(runs["trainer"], runs["peer"]))
+    if defaults:
+        result["defaults_policy"] = defaults[0].policy
+        result["defaults_over_float32"] = statistics.median(a / b for a, b in zip(runs["defaults"], runs["trainer"]))
+        if peer:
+            result["defaults_over_peer"] = statistics.median(a / b for a, b in zip(runs["defaults"], runs["peer"]))
     print(json.dumps({"size": trainer.image_shape[0], **result}), flush=True)
     return result
 
@@ -162,7 +172,12 @@ def bench_size(size: int, batch: int, steps: int, peaks: dict, skip_eager: bool,
     result["tf_function"] = {"img_per_s": ips, "achieved_gflops": achieved, "fraction_of_matmul_peak": achieved / peak,
                              "data_wait_fraction": wait}
     if rounds and trainer.config.model.low_res is None:  # the plain step and the peer are base models
-        result["ratios"] = ratios(trainer, batches, batch, steps, rounds, peer)
+        from pokemon_diffusion.config import TrainConfig
+
+        defaults = _trainer(size, batch, mixed=TrainConfig.mixed_precision, config=config)
+        result["ratios"] = ratios(trainer, batches, batch, steps, rounds, peer,
+                                  defaults if defaults[0].policy != "float32" else None)
+        tf.keras.mixed_precision.set_global_policy("float32")
     if not skip_xla:
         xla = tf.function(trainer._train_step, jit_compile=True)
         start = time.perf_counter()

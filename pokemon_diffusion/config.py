@@ -300,7 +300,7 @@ class TrainConfig(BaseConfig):
     val_fraction: float = 0.05
     flip: bool = True
     seed: int = 0
-    mixed_precision: Union[bool, str] = False  # or "auto": where measured faster (hardware.py)
+    mixed_precision: Union[bool, str] = MIXED_PRECISION_AUTO  # bfloat16 where measured faster (hardware.py), else float32
     strategy: str = "auto"
     checkpoint_every: int = 500
     max_checkpoints: int = 3

@@ -54,8 +54,9 @@ def tiny_config(image_size: int = 16, norm: str = "batch", dropout: float = 0.0,
     the loop tests are about the loop. Pass ``channel_mults=(1, 2)`` for a real U shape.
     """
     defaults = dict(steps=4, batch_size=4, learning_rate=1e-3, warmup_steps=1, log_every=1, eval_every=2,
-                    checkpoint_every=2, sample_every=0, val_fraction=0.25, eval_timesteps=2)
-    defaults.update(train)
+                    checkpoint_every=2, sample_every=0, val_fraction=0.25, eval_timesteps=2,
+                    mixed_precision=False)  # float32: the mechanics' exact equivalences hold on every CPU
+    defaults.update(train)  # (the default, "auto", is bfloat16 where native: tests/test_hardware.py)
     return RunConfig(
         model=ModelConfig(image_size=image_size, base_width=8, channel_mults=channel_mults, num_res_blocks=1,
                           dropout=dropout, norm=norm, norm_groups=4, text_dim=ENCODER["dim"]),
