@@ -55,6 +55,9 @@ CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a", "abilities")
 #: The extra captions every image gets besides its main one (``caption_template``), in this order;
 #: names of CAPTION_TEMPLATES or template texts. Training draws one caption per example per step.
 CAPTION_FORMS = ("name", "plain", "description", "colour", "type", "abilities")
+#: The tag of an image's main caption (``caption_template``) among its caption forms (metadata
+#: ``caption_forms``); the extra ones are tagged with their entry of ``caption_forms``.
+MAIN_FORM = "main"
 
 C = TypeVar("C", bound="BaseConfig")
 
@@ -315,6 +318,10 @@ class TrainConfig(BaseConfig):
     min_snr_gamma: float = 5.0
     crop_size: Optional[int] = None  # an upsampler trains on random crops this big (None: whole images)
     aug_max: float = 0.2  # an upsampler's conditioning augmentation: noise std s ~ U[0, aug_max] per example
+    # the draw of one caption per example (images with several): a weight per caption form (metadata
+    # caption_forms: "main", "name", "plain", ...; unnamed forms weigh 1); {} = uniform
+    caption_weights: Dict[str, float] = field(default_factory=dict)
+    embedding_noise: float = 0.0  # Gaussian noise on the drawn caption embedding, its norm ≈ this × the embedding's
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -346,6 +353,11 @@ class TrainConfig(BaseConfig):
         self._check("min_snr_gamma", 0.0 < self.min_snr_gamma <= 1e6, "a positive number (the paper uses 5)")
         self._range("crop_size", 16, 128, optional=True)
         self._range("aug_max", 0.0, 1.0)
+        weights = self.caption_weights
+        self._check("caption_weights", isinstance(weights, dict) and all(
+            isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1000
+            for k, v in weights.items()), 'an object of caption form -> weight from 0 to 1000, e.g. {"name": 3}')
+        self._range("embedding_noise", 0.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -361,8 +373,12 @@ class SampleConfig(BaseConfig):
     seed: Optional[int] = None
     enrich: bool = True  # a Pokémon's name in a prompt gets its known description (prompts.py)
     negative_prompt: Optional[str] = None  # guidance steps away from it (None: the null condition, zeros)
+    # the network in bfloat16 where the CPU runs it natively (hardware.py; applied by load_run)
+    mixed_precision: Union[bool, str] = MIXED_PRECISION_AUTO
 
     def validate(self) -> None:
+        self._check("mixed_precision", self.mixed_precision in (True, False, MIXED_PRECISION_AUTO),
+                    f'true | false | "{MIXED_PRECISION_AUTO}"')
         self._check("negative_prompt", self.negative_prompt is None or bool(self.negative_prompt.strip()),
                     "None or a non-empty text")
         self._choice("sampler")

@@ -177,7 +177,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
     save_figure(plot_training_curves(run_dir), out / "training_curve.png")
 
     # 3. sample the demo's own run, then the shipped reference model, with the same prompts
-    run = load_run(run_dir)
+    run = load_run(run_dir, mixed_precision=sample_config.mixed_precision)
     encoder = load_encoder_matching(run.encoder)
     report["samples"] = _timed(report, "sample", _sample_and_save, run, prompts, out, "", sample_config, encoder)
     report["pretrained"] = None
@@ -185,7 +185,7 @@ def run_demo(out_dir: PathLike = "outputs/demo", *, data_dir: PathLike = "data/p
         from .pretrained import MANIFEST_FILE, load_pretrained, pretrained_dir
 
         try:
-            reference = load_pretrained()
+            reference = load_pretrained(mixed_precision=sample_config.mixed_precision)
         except CheckpointError as exc:
             log.warning("no reference model sampled: %s", exc)
             report["pretrained"] = {"skipped": str(exc)}

@@ -114,9 +114,10 @@ def _stage_folders(folder: Path) -> List[str]:
     return stages
 
 
-def load_pretrained(folder: Optional[PathLike] = None) -> LoadedRun:
+def load_pretrained(folder: Optional[PathLike] = None, *, mixed_precision: Union[bool, str] = False) -> LoadedRun:
     """Load the shipped reference model (or a folder made by :func:`export_pretrained`): a
     ``run_dir.CascadeRun`` when the folder holds ``cascade.json``, else a single run.
+    ``mixed_precision``: as in ``run_dir.load_run`` (pass ``SampleConfig().mixed_precision`` to sample).
 
     Raises:
         CheckpointError: missing files or a checksum mismatch (see :func:`read_manifest`).
@@ -128,7 +129,7 @@ def load_pretrained(folder: Optional[PathLike] = None) -> LoadedRun:
     log.info("pretrained model %s: %s steps, held-out loss %s%s", manifest.get("name", folder.name),
              manifest.get("steps"), f"{val:.4f}" if isinstance(val, (int, float)) else val,
              f"; a cascade, sizes {' -> '.join(map(str, sizes))}" if isinstance(sizes, list) else "")
-    return load_run(folder)
+    return load_run(folder, mixed_precision=mixed_precision)
 
 
 def _export_parts(source: Path) -> Tuple[List[Tuple[Path, str]], Optional[Dict[str, Any]]]:

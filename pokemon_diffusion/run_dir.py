@@ -26,7 +26,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 from .atomic import atomic_path, atomic_write_text
 from .config import CASCADE_AUG_LEVEL, CASCADE_STAGE_GUIDANCE, CASCADE_STAGE_STEPS, RunConfig
@@ -111,7 +111,7 @@ class CascadeRun(LoadedRun):
         return sample_cascade(self, text_emb, shape, **options)
 
 
-def load_cascade(folder: Path) -> CascadeRun:
+def load_cascade(folder: Path, mixed_precision: Union[bool, str] = False) -> CascadeRun:
     """Read ``folder/cascade.json`` and load its runs (see the module docstring).
 
     Raises:
@@ -133,8 +133,8 @@ def load_cascade(folder: Path) -> CascadeRun:
         raise CheckpointError(f"{path}: {exc}; allowed: {{\"base\": RUN, \"stages\": [RUN, ...], \"stage_steps\": "
                               f"N >= 1, \"aug_level\": 0 to 1, \"stage_guidance\": null or 0 to 20}} with run folders "
                               "relative to it") from None
-    base = load_run(folder / base_dir, single=True)
-    stages = tuple(load_run(folder / s, single=True) for s in stage_dirs)
+    base = load_run(folder / base_dir, single=True, mixed_precision=mixed_precision)
+    stages = tuple(load_run(folder / s, single=True, mixed_precision=mixed_precision) for s in stage_dirs)
     size = base.config.model.image_size
     for name, stage in zip(stage_dirs, stages):
         model = stage.config.model
@@ -202,11 +202,16 @@ def save_model_atomic(model: Any, path: os.PathLike | str) -> None:
         model.save(tmp)
 
 
-def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, single: bool = False) -> LoadedRun:
+def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, single: bool = False,
+             mixed_precision: Union[bool, str] = False) -> LoadedRun:
     """Load a run folder written by ``train`` (see the module docstring), or one on the Hugging
     Face Hub: ``"hf://owner/repo[@revision]"`` (downloaded once into the local cache, ``hub.py``).
     A folder with ``cascade.json`` gives a :class:`CascadeRun`, unless ``single`` (its own run files only:
     how a cascade loads its base and stages).
+
+    ``mixed_precision`` (``SampleConfig.mixed_precision``: true, false or "auto", bfloat16 where
+    the CPU runs it natively) gives a model computing in bfloat16, for sampling; the default, false,
+    loads the saved float32 network as it is (training, evaluation, export).
 
     Raises:
         CheckpointError: the folder or one of its files is missing or unreadable; a Hub run that
@@ -224,7 +229,7 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, si
     if not run_dir.is_dir():
         raise CheckpointError(f"run folder not found: {run_dir} (train one with `pokemon-diffusion train`)")
     if not single and (run_dir / CASCADE_FILE).is_file():
-        return load_cascade(run_dir)
+        return load_cascade(run_dir, mixed_precision)
     model_path = run_dir / (model_file or EMA_MODEL_FILE)
     if not model_path.is_file():
         raise CheckpointError(f"{run_dir} has no {model_path.name}: training has not saved a model yet")
@@ -243,7 +248,26 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, si
                    else "copy it again from where it came from")
             raise CheckpointError(f"{model_path} is damaged: {damage}; {fix}") from None
         raise CheckpointError(f"cannot load {model_path}: {str(exc).strip().splitlines()[0]}") from None
+    if mixed_precision is not False and _sample_in_bfloat16(mixed_precision):
+        from .model.unet import mixed_copy
+
+        model = mixed_copy(model, config.model)
     return LoadedRun(run_dir, config, encoder, model)
+
+
+def _sample_in_bfloat16(setting: Union[bool, str]) -> bool:
+    """Whether sampling runs in mixed_bfloat16 for this setting on this machine (``hardware.py``)."""
+    import keras
+
+    from .hardware import use_mixed_precision
+
+    backend = keras.backend.backend()
+    gpu = False
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        gpu = bool(tf.config.list_physical_devices("GPU"))
+    return use_mixed_precision(setting, gpu, backend=backend)
 
 
 def keras_file_damage(path: os.PathLike | str) -> Optional[str]:

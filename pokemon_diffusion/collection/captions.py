@@ -30,11 +30,11 @@ Example:
 from __future__ import annotations
 
 import re
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import CAPTION_FORMS, CAPTION_TEMPLATES, caption_template_text
+from ..config import CAPTION_FORMS, CAPTION_TEMPLATES, MAIN_FORM, caption_template_text
 
 BASIC_COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink",
                  "brown")
@@ -244,7 +244,7 @@ def make_captions(name: str, types: Sequence[str] = (), form: Optional[str] = No
 
     A form whose placeholders are all unknown (``{types}`` of an image without types, ``{abilities}``
     where the source knows none) is left out; so are repeats (the first one is kept). Pure: the
-    same arguments give the same list.
+    same arguments give the same list. :func:`tagged_captions` also says which form gave each.
 
     Args:
         name, types, form, colours, size, abilities: as in :func:`make_caption`.
@@ -254,13 +254,28 @@ def make_captions(name: str, types: Sequence[str] = (), form: Optional[str] = No
     Raises:
         ConfigError: an invalid template or form.
     """
+    return [caption for caption, _ in tagged_captions(name, types, form, colours=colours, size=size,
+                                                      abilities=abilities, template=template, forms=forms)]
+
+
+def tagged_captions(name: str, types: Sequence[str] = (), form: Optional[str] = None, *,
+                    colours: Sequence[str] = (), size: str = "", abilities: Sequence[str] = (),
+                    template: str = VISUAL_TEMPLATE, forms: Sequence[str] = CAPTION_FORMS) -> List[Tuple[str, str]]:
+    """:func:`make_captions` as ``(caption, form)`` pairs: the form is ``MAIN_FORM`` for the main
+    caption, else the entry of ``forms`` that made it (a template name such as ``"name"``, or the
+    template text). ``TrainConfig.caption_weights`` weighs the training draw by these tags.
+
+    Example:
+        >>> tagged_captions("Pikachu", ["Electric"], colours=["yellow"], size="small")[:2]
+        [('Pikachu, a small yellow Electric-type Pokémon', 'main'), ('Pikachu', 'name')]
+    """
     parts = dict(colours=colours, size=size, abilities=abilities)
-    captions = [make_caption(name, types, form, template=template, **parts)]
+    tagged = [(make_caption(name, types, form, template=template, **parts), MAIN_FORM)]
     for text in forms:
         caption = make_caption(name, types, form, template=text, need_name=False, **parts)
-        if _placeholders_known(text, types, colours, abilities) and caption not in captions:
-            captions.append(caption)
-    return captions
+        if _placeholders_known(text, types, colours, abilities) and all(caption != c for c, _ in tagged):
+            tagged.append((caption, text))
+    return tagged
 
 
 def _placeholders_known(template: str, types: Sequence[str], colours: Sequence[str],

@@ -7,12 +7,16 @@ The file is a JSON list (the seed's ``for item in metadata`` keeps working) of o
      "source": "pokedex", "source_url": null, "embedding_path": "embeddings/0004_charmander.npy",
      "captions": ["Charmander, a small orange Fire-type Pokémon", "Charmander", ...],
      "abilities": ["blaze", "solar power"],
-     "captions_embedding_path": "embeddings/0004_charmander.captions.npy"}
+     "captions_embedding_path": "embeddings/0004_charmander.captions.npy",
+     "caption_forms": ["main", "name", ...]}
 
 ``caption`` is the main caption (the first of ``captions``; what the seed's code reads) and
 ``embedding_path`` its embedding, shape (dim,). ``captions`` lists every caption of the image
 (``collection/captions.make_captions``) and ``captions_embedding_path`` their embeddings, shape
 (len(captions), dim); both are optional (an entry without them has the one caption).
+``caption_forms`` (optional, parallel to ``captions``) names the form that made each caption
+(``captions.tagged_captions``: ``"main"``, ``"name"``, ``"plain"``, ...); training weighs its caption
+draw by it (``TrainConfig.caption_weights``).
 
 Paths are relative to the folder holding the metadata file.
 """
@@ -27,6 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..atomic import atomic_write_text
+from ..config import MAIN_FORM
 from ..errors import DataError
 
 METADATA_FILE = "pokemon_metadata.json"
@@ -72,12 +77,23 @@ class Entry:
     captions: List[str] = field(default_factory=list)
     abilities: List[str] = field(default_factory=list)
     captions_embedding_path: Optional[str] = None
+    caption_forms: List[str] = field(default_factory=list)
 
     @property
     def all_captions(self) -> List[str]:
         """Every caption, the main one first (``[caption]`` for an entry without a list)."""
         rest = [c for c in self.captions if c != self.caption]
         return [self.caption] + rest
+
+    @property
+    def all_caption_forms(self) -> Optional[List[str]]:
+        """The form of each of :attr:`all_captions` (from ``caption_forms``), or None when unknown."""
+        captions = self.all_captions
+        if len(captions) == 1:
+            return [MAIN_FORM]
+        if self.caption_forms and len(self.caption_forms) == len(self.captions) and self.captions == captions:
+            return list(self.caption_forms)
+        return None
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -93,6 +109,7 @@ _FIELD_TYPES = {
     "dex": (int, type(None)), "form": (str, type(None)), "types": (list,),
     "source_url": (str, type(None)), "embedding_path": (str, type(None)),
     "captions": (list,), "abilities": (list,), "captions_embedding_path": (str, type(None)),
+    "caption_forms": (list,),
 }
 _REQUIRED = ("name", "image_path", "caption", "source")
 
@@ -118,7 +135,7 @@ def metadata_problems(items: Any, root: os.PathLike | str, check_files: bool = T
             if allowed and (not isinstance(value, allowed) or isinstance(value, bool)):
                 names = " or ".join("null" if t is type(None) else t.__name__ for t in allowed)
                 problems.append(f"{where}: field {key!r} got {type(value).__name__}; allowed: {names}")
-        for key in ("types", "captions", "abilities"):
+        for key in ("types", "captions", "abilities", "caption_forms"):
             if isinstance(item.get(key), list) and not all(isinstance(t, str) for t in item[key]):
                 problems.append(f"{where}: field {key!r} must be a list of strings")
         for key in ("image_path", "embedding_path", "captions_embedding_path"):

@@ -30,7 +30,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..config import DataConfig, caption_template_text
+from ..config import MAIN_FORM, DataConfig, caption_template_text
 from ..atomic import atomic_write_bytes
 from ..errors import DataError, ScrapeError
 from ..locks import folder_lock
@@ -39,7 +39,7 @@ from .http import BlockedError, FetchError, HttpClient
 from .images import (ImageRejected, NameAllocator, inside, is_valid_png, prepare_image,
                      remove_stale_temp_files, safe_stem, save_png_atomic)
 from .captions import size_word
-from .captions import make_captions
+from .captions import tagged_captions
 from .metadata import IMAGES_DIR, METADATA_FILE, Entry, read_metadata, write_metadata
 
 log = logging.getLogger(__name__)
@@ -210,11 +210,11 @@ def _fetch_one(candidate: Candidate, path: Path) -> None:
     save_png_atomic(prepare_image(candidate.read()), path)
 
 
-def _captions(candidate: Candidate, path: Path, template: str, forms: Sequence[str]) -> List[str]:
+def _captions(candidate: Candidate, path: Path, template: str, forms: Sequence[str]) -> List[Tuple[str, str]]:
     """The source's own caption, else the main template and each form filled from the metadata
-    and the picture (``captions.make_captions``); the main caption first."""
+    and the picture (``captions.tagged_captions``); ``(caption, form)`` pairs, the main caption first."""
     if candidate.caption:
-        return [candidate.caption]
+        return [(candidate.caption, MAIN_FORM)]
     colours: Sequence[str] = ()
     if any("{colours}" in caption_template_text(t, need_name=False) for t in (template, *forms)):
         from PIL import Image
@@ -222,7 +222,7 @@ def _captions(candidate: Candidate, path: Path, template: str, forms: Sequence[s
         from .captions import image_colours
         with Image.open(path) as image:
             colours = image_colours(image)
-    return make_captions(candidate.name, candidate.types, candidate.form, colours=colours,
+    return tagged_captions(candidate.name, candidate.types, candidate.form, colours=colours,
                          size=size_word(candidate.height_m), abilities=candidate.abilities,
                          template=template, forms=forms)
 
@@ -230,7 +230,8 @@ def _captions(candidate: Candidate, path: Path, template: str, forms: Sequence[s
 def _entry(candidate: Candidate, file_name: str, out_dir: Path, previous: Dict[str, Tuple[str, str]],
            template: str = "plain", forms: Sequence[str] = ()) -> Entry:
     image_path = f"{IMAGES_DIR}/{file_name}"
-    captions = _captions(candidate, out_dir / image_path, template, forms)
+    tagged = _captions(candidate, out_dir / image_path, template, forms)
+    captions, caption_forms = [c for c, _ in tagged], [f for _, f in tagged]
     embedding_path = None
     old = previous.get(image_path)
     if old and old[0] == captions[0] and (out_dir / old[1]).is_file():
@@ -238,7 +239,8 @@ def _entry(candidate: Candidate, file_name: str, out_dir: Path, previous: Dict[s
     return Entry(name=candidate.name, image_path=image_path, caption=captions[0], source=candidate.source,
                  dex=candidate.dex, form=candidate.form, types=list(candidate.types),
                  source_url=candidate.source_url, embedding_path=embedding_path,
-                 captions=captions if len(captions) > 1 else [], abilities=list(candidate.abilities))
+                 captions=captions if len(captions) > 1 else [], abilities=list(candidate.abilities),
+                 caption_forms=caption_forms if len(captions) > 1 else [])
 
 
 def materialise(candidates: Sequence[Candidate], out_dir: os.PathLike | str, *, source: str,

@@ -21,6 +21,22 @@ def _number(kind: Callable[[str], float], low: float, high: float, what: str):
     return parse
 
 
+class OnOffAuto(argparse.Action):
+    """``--flag`` (true), ``--flag auto`` ("auto") and ``--no-flag`` (false)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings + ["--no-" + option_strings[0][2:]], dest, nargs="?", metavar="auto", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ..hardware import AUTO
+
+        if option_string.startswith("--no-") and values is not None:
+            parser.error(f"{option_string}: got {values!r}; allowed: no value")
+        if values not in (None, AUTO):
+            parser.error(f"{option_string}: got {values!r}; allowed: auto, or no value (on)")
+        setattr(namespace, self.dest, False if option_string.startswith("--no-") else values or True)
+
+
 def int_range(low: int, high: int):
     """An integer from ``low`` to ``high`` inclusive."""
     return _number(int, low, high, f"an integer from {low} to {high}")

@@ -49,21 +49,24 @@ def load_session(run_dir=None, model=None, text_encoder=None):
         ConfigError: an unknown --model name.
     """
     from ..app.session import AppSession
+    from ..config import SampleConfig
     from ..text.registry import load_encoder_matching
+
+    precision = SampleConfig().mixed_precision  # bfloat16 where native: the app only samples
 
     if run_dir is not None:
         from ..run_dir import load_run
 
-        loaded, label = load_run(run_dir), str(run_dir)
+        loaded, label = load_run(run_dir, mixed_precision=precision), str(run_dir)
     else:
         from pathlib import Path
 
         from ..pretrained import load_pretrained
 
         if model in (None, *SHIPPED_MODELS):
-            loaded, label = load_pretrained(), "shipped reference model"
+            loaded, label = load_pretrained(mixed_precision=precision), "shipped reference model"
         elif Path(model).is_dir():
-            loaded, label = load_pretrained(model), str(model)
+            loaded, label = load_pretrained(model, mixed_precision=precision), str(model)
         else:
             raise ConfigError(f"--model {model!r}: allowed: {' | '.join(SHIPPED_MODELS)}, or a folder made by "
                               "export_pretrained (use --run for a training run folder)")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import (add_enrich_argument, add_sampler_arguments, add_seed_argument, float_range, int_range,
+from ._args import (OnOffAuto, add_enrich_argument, add_sampler_arguments, add_seed_argument, float_range, int_range,
                     suffix_path)
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,9 @@ def add_parser(subparsers):
                       help="random seed; the same seed gives the same images (default: random, logged)")
     parser.add_argument("--intermediates", type=int_range(2, 1000), default=None, metavar="K",
                         help=f"denoising steps kept for --steps-figure/--gif (default: {defaults.num_intermediates})")
+    parser.add_argument("--mixed-precision", action=OnOffAuto, default=defaults.mixed_precision,
+                        help="run the network in bfloat16 ('auto': where the CPU does bfloat16 natively, AVX512-BF16 "
+                             f"or AMX; docs/PERFORMANCE.md) (default: {defaults.mixed_precision})")
     parser.add_argument("--no-clip", action="store_true",
                         help="do not clip each step's estimate of the clean image to [-1, 1]")
     parser.add_argument("--out", type=suffix_path(FIGURE_SUFFIXES), metavar="FILE.png",
@@ -119,7 +122,8 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         eta=0.0 if args.eta is None else args.eta,
                         num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
                         else args.intermediates, enrich=args.enrich,
-                        clip_x0=not args.no_clip, seed=args.seed, negative_prompt=args.negative_prompt)
+                        clip_x0=not args.no_clip, seed=args.seed, negative_prompt=args.negative_prompt,
+                        mixed_precision=args.mixed_precision)
 
 
 def _check_edit_flags(args) -> None:
@@ -159,12 +163,12 @@ def run(args) -> int:
     if args.run is None:
         from ..pretrained import load_pretrained
 
-        loaded = load_pretrained()
+        loaded = load_pretrained(mixed_precision=args.mixed_precision)
         log.info("using the shipped reference model (pass --run RUN for your own)")
     else:
         from ..run_dir import load_run
 
-        loaded = load_run(args.run)
+        loaded = load_run(args.run, mixed_precision=args.mixed_precision)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
     sizes = getattr(loaded, "sizes", [loaded.config.model.image_size])
     if args.size is not None and args.size not in sizes:

@@ -20,8 +20,7 @@ from typing import Any, Dict
 from ..cli import EXIT_INTERRUPTED
 from ..config import CHOICES, SAMPLE_GRID_IMAGES, RunConfig
 from ..errors import ConfigError
-from ..hardware import AUTO
-from ._args import choice_help
+from ._args import OnOffAuto, choice_help
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,10 @@ FIELD_FLAGS = (
     ("--crop-size", "train", "crop_size", "N", "an upsampler's random training crops (none: whole images)"),
     ("--aug-max", "train", "aug_max", "X", "an upsampler's conditioning augmentation: noise std drawn "
                                            "from [0, X] per example"),
+    ("--caption-weights", "train", "caption_weights", "FORM=W,...", "weigh the draw of each image's caption by its "
+     "form (main, name, plain, description, colour, type, abilities; others weigh 1), e.g. name=3,plain=2"),
+    ("--embedding-noise", "train", "embedding_noise", "X", "Gaussian noise on each drawn caption embedding, "
+                                                           "its norm about X times the embedding's"),
     ("--batch-size", "train", "batch_size", "N", "global batch size"),
     ("--lr", "train", "learning_rate", "X", "peak learning rate"),
     ("--seed", "train", "seed", "S", "seed of init, data order, noise"),
@@ -61,6 +64,24 @@ def _dest(flag: str) -> str:
     return flag.lstrip("-").replace("-", "_")
 
 
+def _parse_weights(text: str) -> Dict[str, float]:
+    """argparse type of ``--caption-weights``: ``FORM=W,FORM=W`` (empty: uniform)."""
+    weights: Dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        form, eq, value = part.partition("=")
+        try:
+            weights[form.strip()] = float(value)
+        except ValueError:
+            eq = ""
+        if not eq or not form.strip():
+            raise argparse.ArgumentTypeError(f"got {text!r}; allowed: FORM=WEIGHT pairs separated by commas, "
+                                             "e.g. name=3,plain=2")
+    return weights
+
+
+_parse_weights.__name__ = "FORM=WEIGHT pairs"
+
+
 def _parse(kind: type):
     """argparse type: ``int`` or ``float`` with a one-line message; ranges are the config's."""
     what = "an integer" if kind is int else "a number"
@@ -75,20 +96,6 @@ def _parse(kind: type):
     return parse
 
 
-class _OnOffAuto(argparse.Action):
-    """``--flag`` (true), ``--flag auto`` ("auto") and ``--no-flag`` (false)."""
-
-    def __init__(self, option_strings, dest, **kwargs):
-        super().__init__(option_strings + ["--no-" + option_strings[0][2:]], dest, nargs="?", metavar="auto", **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string.startswith("--no-") and values is not None:
-            parser.error(f"{option_string}: got {values!r}; allowed: no value")
-        if values not in (None, AUTO):
-            parser.error(f"{option_string}: got {values!r}; allowed: auto, or no value (on)")
-        setattr(namespace, self.dest, False if option_string.startswith("--no-") else values or True)
-
-
 def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str) -> None:
     config = getattr(RunConfig(), part)
     kind = typing.get_type_hints(type(config))[name]
@@ -99,9 +106,12 @@ def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str)
     else:
         shown = f"{default:g}" if isinstance(default, float) else default
     options: Dict[str, Any] = {"dest": _dest(flag), "default": None}
-    if name == "mixed_precision":  # on | off | auto
+    if name == "caption_weights":
+        shown = ",".join(f"{k}={v:g}" for k, v in default.items()) or "uniform"
+        options.update(type=_parse_weights, metavar=metavar)
+    elif name == "mixed_precision":  # on | off | auto
         shown = {True: "on", False: "off"}.get(default, default)
-        options["action"] = _OnOffAuto
+        options["action"] = OnOffAuto
     elif kind is bool:
         options["action"] = argparse.BooleanOptionalAction
     elif name in CHOICES:

@@ -27,7 +27,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -289,12 +289,47 @@ def split_by_pokemon(entries: Sequence[Entry], val_fraction: float, seed: int = 
 
 #: XORed into the seed for the caption draws, so they are independent of the flips (same seed, same position).
 CAPTION_DRAW_SALT = 0x5EED_CA97
+#: XORed into the seed for the embedding noise (``TrainConfig.embedding_noise``).
+EMBEDDING_NOISE_SALT = 0x0015_E0E5
+
+
+def caption_draw_weights(entries: Sequence[Entry], caption_counts: Optional[np.ndarray],
+                         weights: Dict[str, float]) -> Optional[np.ndarray]:
+    """Cumulative draw probabilities ``(N, K)`` of each image's captions, from a weight per caption
+    form (``TrainConfig.caption_weights``; forms not named weigh 1), for :func:`make_dataset`.
+
+    Args:
+        entries: the N metadata entries (their ``all_caption_forms`` tag each caption).
+        caption_counts: ``Examples.caption_counts`` (None: one caption each).
+        weights: form -> weight; empty means a uniform draw (returns None, the stream of before).
+
+    Raises:
+        DataError: an image whose captions have no form tags (collected before they existed), or
+            whose captions all weigh 0.
+    """
+    if not weights or caption_counts is None:
+        return None
+    k = int(np.max(caption_counts))
+    cumulative = np.ones((len(entries), k), dtype=np.float64)
+    for i, (entry, count) in enumerate(zip(entries, caption_counts)):
+        forms = entry.all_caption_forms
+        if forms is None or len(forms) != count:
+            raise DataError(f"{entry.image_path}: its captions have no form tags (caption_forms), so "
+                            "train.caption_weights cannot weigh them; allowed: collect the dataset again "
+                            "(`pokemon-diffusion collect`, then `embed`), or caption_weights {}")
+        row = np.array([float(weights.get(form, 1.0)) for form in forms])
+        if not row.sum() > 0:
+            raise DataError(f"{entry.image_path}: train.caption_weights {weights!r} give all its captions "
+                            f"({', '.join(forms)}) weight 0; allowed: at least one positive weight per image")
+        cumulative[i, :count] = np.cumsum(row) / row.sum()
+    return cumulative.astype(np.float32)
 
 
 def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 32, *, shuffle: bool = True,
                  flip: bool = True, seed: int = 0, repeat: bool = False, start_index: int = 0,
                  with_index: bool = False, drop_remainder: bool = False,
-                 caption_counts: Optional[np.ndarray] = None, pair_fn: Optional[Callable] = None):
+                 caption_counts: Optional[np.ndarray] = None, caption_weights: Optional[np.ndarray] = None,
+                 embedding_noise: float = 0.0, pair_fn: Optional[Callable] = None):
     """A ``tf.data.Dataset`` of ``(image, embedding)`` batches.
 
     The pipeline is cache → shuffle (seeded, reshuffled each epoch) → [repeat] → [skip] → random
@@ -319,6 +354,10 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
             (the trainer derives each example's noise from it).
         drop_remainder: drop a last batch smaller than ``batch_size``.
         caption_counts: int ``(N,)``, required with ``(N, K, dim)`` embeddings.
+        caption_weights: ``(N, K)`` cumulative draw probabilities (:func:`caption_draw_weights`)
+            instead of the uniform draw; the same stateless key, so still resumable anywhere.
+        embedding_noise: add Gaussian noise to each element's embedding, drawn from ``(seed,
+            position)``, with a norm of about this times the embedding's (0: none).
         pair_fn: ``(image, index) -> (image, *extra)`` after the flip (an upsampler's pairs,
             ``pairs.pair_element``); the extras follow the index in each batch (needs ``with_index``).
 
@@ -342,7 +381,13 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
         if counts is None or counts.shape != (len(images),) or counts.min() < 1 or counts.max() > embeddings.shape[1]:
             raise DataError(f"make_dataset.caption_counts: got {caption_counts!r}; allowed: (N,) integers from 1 "
                             f"to K = {embeddings.shape[1]} with (N, K, dim) embeddings")
-        embeddings = (embeddings, counts.astype(np.int32))
+        cumulative = None if caption_weights is None else np.asarray(caption_weights, np.float32)
+        if cumulative is not None and cumulative.shape != embeddings.shape[:2]:
+            raise DataError(f"make_dataset.caption_weights: got shape {cumulative.shape}; allowed: "
+                            f"{embeddings.shape[:2]} (caption_draw_weights)")
+        embeddings = (embeddings, counts.astype(np.int32)) + (() if cumulative is None else (cumulative,))
+    if not 0.0 <= float(embedding_noise) <= 2.0:
+        raise DataError(f"make_dataset.embedding_noise: got {embedding_noise!r}; allowed: 0 to 2")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise DataError(f"make_dataset.batch_size: got {batch_size!r}; allowed: an integer >= 1")
     if pair_fn is not None and not with_index:
@@ -367,10 +412,19 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
             key = tf.stack([tf.constant(seed, tf.int64), index])
             image = tf.image.stateless_random_flip_left_right(image, seed=key)
         if several:
-            rows, count = embedding
+            rows, count, *cumulative = embedding
             key = tf.stack([tf.constant(seed ^ CAPTION_DRAW_SALT, tf.int64), index])
-            pick = tf.random.stateless_uniform([], seed=key, minval=0, maxval=count, dtype=tf.int32)
+            if cumulative:  # weighted: the first caption whose cumulative probability exceeds u
+                u = tf.random.stateless_uniform([], seed=key)
+                pick = tf.minimum(tf.reduce_sum(tf.cast(cumulative[0] <= u, tf.int32)), count - 1)
+            else:
+                pick = tf.random.stateless_uniform([], seed=key, minval=0, maxval=count, dtype=tf.int32)
             embedding = tf.gather(rows, pick)
+        if embedding_noise:
+            key = tf.stack([tf.constant(seed ^ EMBEDDING_NOISE_SALT, tf.int64), index])
+            dim = embedding.shape[-1]
+            scale = float(embedding_noise) * tf.norm(embedding) / float(dim) ** 0.5
+            embedding = embedding + scale * tf.random.stateless_normal([dim], seed=key)
         if pair_fn is not None:
             image, *extra = pair_fn(image, index)
             return (image, embedding, index, *extra)

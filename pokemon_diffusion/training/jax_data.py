@@ -109,15 +109,24 @@ class BatchStream:
     """Batches of ``(uint8 images, flip mask, embeddings, stream positions)`` from the training split.
 
     Position p is element ``p mod n`` of epoch ``p // n``'s permutation (seeded by ``(seed, epoch)``);
-    its flip is drawn from ``(seed, epoch, 1)`` and its caption (images with several) from
-    ``(seed, epoch, 2)``. So the stream depends on the seed only and starts anywhere.
+    its flip is drawn from ``(seed, epoch, 1)``, its caption (images with several; uniform, or by
+    ``caption_weights``) from ``(seed, epoch, 2)`` and its embedding noise from ``(seed, epoch, 3)``.
+    So the stream depends on the seed only and starts anywhere.
     """
 
-    def __init__(self, data: TrainingData, batch_size: int, *, seed: int, flip: bool, start: int = 0) -> None:
+    def __init__(self, data: TrainingData, batch_size: int, *, seed: int, flip: bool, start: int = 0,
+                 caption_weights: Optional[Dict[str, float]] = None, embedding_noise: float = 0.0) -> None:
         self.images, self.embeddings = data.images[data.train], data.embeddings[data.train]
         several = data.caption_embeddings is not None
         self.captions = data.caption_embeddings[data.train] if several else None
         self.counts = data.caption_counts[data.train] if several else None
+        self.cumulative = None
+        if several and caption_weights:
+            from ..data.dataset import caption_draw_weights
+
+            self.cumulative = caption_draw_weights([data.entries[i] for i in data.train], self.counts,
+                                                   caption_weights)
+        self.noise = float(embedding_noise)
         self.n, self.batch_size, self.seed, self.flip = len(self.images), int(batch_size), int(seed), bool(flip)
         self.position = int(start)
         self._epoch = -1
@@ -128,11 +137,15 @@ class BatchStream:
         self._order = np.random.default_rng([self.seed, epoch]).permutation(self.n)
         self._flips = np.random.default_rng([self.seed, epoch, 1]).random(self.n) < 0.5
         self._picks = np.random.default_rng([self.seed, epoch, 2]).random(self.n)  # caption draw in [0, 1)
+        if self.noise:
+            self._noise = np.random.default_rng([self.seed, epoch, 3]).standard_normal(
+                (self.n, self.embeddings.shape[-1]))
 
     def next(self) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         positions = np.arange(self.position, self.position + self.batch_size, dtype=np.int64)
         ids, flips = np.empty(self.batch_size, np.int64), np.zeros(self.batch_size, bool)
         picks = np.zeros(self.batch_size)
+        noise = np.zeros((self.batch_size, self.embeddings.shape[-1])) if self.noise else None
         for epoch in np.unique(positions // self.n):  # a batch may straddle two epochs
             if epoch != self._epoch:
                 self._load_epoch(int(epoch))
@@ -141,8 +154,18 @@ class BatchStream:
             ids[mask] = self._order[slots]
             flips[mask] = self._flips[slots] & self.flip
             picks[mask] = self._picks[slots]
+            if noise is not None:
+                noise[mask] = self._noise[slots]
         self.position += self.batch_size
         if self.captions is None:
-            return self.images[ids], flips, self.embeddings[ids], positions
-        rows = (picks * self.counts[ids]).astype(np.int64)  # uniform over each image's captions
-        return self.images[ids], flips, self.captions[ids, rows], positions
+            embeddings = self.embeddings[ids]
+        elif self.cumulative is None:
+            rows = (picks * self.counts[ids]).astype(np.int64)  # uniform over each image's captions
+            embeddings = self.captions[ids, rows]
+        else:  # the first caption whose cumulative probability exceeds the draw
+            rows = np.minimum((self.cumulative[ids] <= picks[:, None]).sum(axis=1), self.counts[ids] - 1)
+            embeddings = self.captions[ids, rows]
+        if noise is not None:
+            scale = self.noise * np.linalg.norm(embeddings, axis=-1, keepdims=True) / np.sqrt(embeddings.shape[-1])
+            embeddings = (embeddings + scale * noise).astype(np.float32)
+        return self.images[ids], flips, embeddings, positions

@@ -68,9 +68,10 @@ def _train(data: Any, run_dir: Path, config: RunConfig, resume: bool, devices: O
     trainer = JaxTrainer(config, total_steps, devices=devices)
     trainer.open_checkpoints(checkpoint_dir, tc.max_checkpoints)
     restored = trainer.restore() if resume else None
+    stream = BatchStream(training, tc.batch_size, seed=tc.seed, flip=tc.flip, start=trainer.examples_seen,
+                         caption_weights=tc.caption_weights, embedding_noise=tc.embedding_noise)
     write_run_files(run_dir, config, training.encoder, training.entries)
     eval_set = training.held_out(EVAL_MAX_IMAGES) if len(training.val) else None
-    stream = BatchStream(training, tc.batch_size, seed=tc.seed, flip=tc.flip, start=trainer.examples_seen)
     metrics = MetricsWriter(run_dir / METRICS_FILE, None,
                             keep_until=(restored.step if restored else 0) if resume else None)
     logger.info("training (JAX, %d device(s), %s) on %d images (%d held out) for %d steps from step %d, batch %d",

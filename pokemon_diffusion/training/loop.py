@@ -23,7 +23,7 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import EVAL_MAX_IMAGES, SAMPLE_GRID_IMAGES, RunConfig
-from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
+from ..data.dataset import Examples, caption_draw_weights, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
 from ..data.pairs import pair_element
 from ..errors import DataError
 from ..locks import writer_lock
@@ -162,6 +162,7 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     train_set, val_set = examples.subset(train_idx), examples.subset(val_idx)
     eval_set: Optional[Examples] = val_set.subset(range(min(len(val_set), EVAL_MAX_IMAGES))) if len(val_set) else None
     total_steps = total_steps_for(tc, len(train_set))
+    draw_weights = caption_draw_weights(train_set.entries, train_set.caption_counts, tc.caption_weights)
 
     # 2. model, EMA, optimizer, RNG; then the checkpoint (restoring it on resume)
     if tc.deterministic:
@@ -186,7 +187,8 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     dataset = make_dataset(train_set.images, train_set.caption_embeddings if several else train_set.embeddings,
                            tc.batch_size, shuffle=True, flip=tc.flip, seed=tc.seed, repeat=True,
                            start_index=int(trainer.examples_seen.numpy()), with_index=True,
-                           caption_counts=train_set.caption_counts, pair_fn=pair_fn)
+                           caption_counts=train_set.caption_counts, pair_fn=pair_fn,
+                           caption_weights=draw_weights, embedding_noise=tc.embedding_noise)
     batches = iter(trainer.distribute(dataset))
     metrics = MetricsWriter(run_dir / METRICS_FILE, run_dir / TENSORBOARD_DIR,
                             keep_until=(restored.step if restored else 0) if resume else None,
