@@ -135,7 +135,7 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
 
 def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength: float = 0.6, num: int = 1,
          config: SampleConfig = SampleConfig(), text_encoder: Optional[str] = None, encoder=None,
-         embeddings: Optional[np.ndarray] = None):
+         embeddings: Optional[np.ndarray] = None, size: Optional[int] = None):
     """Image-to-image (SDEdit): ``image`` noised to ``strength`` of T, then denoised with each prompt
     (and away from ``config.negative_prompt``, as in :func:`generate`).
 
@@ -144,14 +144,20 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     (η = 0) runs ``round(config.steps · strength)`` steps (at least 1); each image of a prompt
     gets its own noise from ``config.seed``.
 
+    A cascade edits at its base's size and then runs its stages on the edited images, up to
+    ``size`` (default: its largest), as a cascade sample does (``diffusion.cascade.run_stages``).
+
     Args:
-        image: (H, W, C) float in [-1, 1] at the run's size (``data.images.read_image``).
+        image: (H, W, C) float in [-1, 1] at the run's (a cascade's base's) size (``data.images.read_image``).
+        size: a cascade's output size (one of its ``sizes``); None: the largest (a single run: its size).
 
     Returns:
-        ``(SampleResult, labels)`` as :func:`generate` (``intermediates`` holds the final images only).
+        ``(SampleResult, labels)`` as :func:`generate` (``intermediates`` holds the edited images,
+        then each stage's, enlarged to the output size).
 
     Raises:
-        ConfigError: no prompt, ``strength`` outside (0, 1], the DDPM sampler, or a wrong image size.
+        ConfigError: no prompt, ``strength`` outside (0, 1], the DDPM sampler, a wrong image size,
+            or a size the run does not give.
         EncoderError: see :func:`encode_prompts`.
     """
     import time
@@ -162,6 +168,10 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     prompts = list(prompts)
     if not prompts:
         raise ConfigError("prompts: got none; allowed: at least one non-empty prompt")
+    sizes = list(getattr(run, "sizes", [run.config.model.image_size]))
+    size = sizes[-1] if size is None else size
+    if size not in sizes:
+        raise ConfigError(f"size: got {size}; allowed: {' | '.join(map(str, sizes))} (the run's sizes)")
     if not 0.0 < float(strength) <= 1.0:
         raise ConfigError(f"strength: got {strength}; allowed: a number above 0 and at most 1")
     if config.sampler != "ddim":
@@ -181,6 +191,13 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     result = SampleResult(images=images, intermediates=images[None], timesteps=np.array([0]), seed=seed,
                           sampler="ddim", steps=steps, guidance_scale=config.guidance_scale, eta=0.0,
                           seconds=time.perf_counter() - started)
+    if size != sizes[0]:  # a cascade: its stages on the edited images
+        from .diffusion.cascade import cascade_result, run_stages
+
+        finals, stage_steps = run_stages(run, images, embeddings, sizes.index(size), seed=seed,
+                                         guidance_scale=config.guidance_scale, clip_x0=config.clip_x0,
+                                         negative_emb=negative_emb)
+        result = cascade_result(result, finals, stage_steps, size, time.perf_counter() - started)
     return result, [p for p in prompts for _ in range(num)]
 
 

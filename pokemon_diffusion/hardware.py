@@ -53,11 +53,12 @@ _LOGGED: set = set()
 
 
 def use_mixed_precision(setting: Union[bool, str], gpu: bool, flags: Optional[FrozenSet[str]] = None,
-                        backend: str = "tensorflow") -> bool:
-    """Whether to train in mixed precision for ``TrainConfig.mixed_precision = setting``.
+                        backend: str = "tensorflow", quiet: bool = False) -> bool:
+    """Whether to train (or sample) in mixed precision for ``mixed_precision = setting``.
 
     ``true``/``false`` are taken as they are; ``"auto"`` decides from the hardware and the backend
-    (module docstring) and logs its choice once per process.
+    (module docstring) and logs its choice once per process (at debug level when ``quiet``: a
+    sampling command's output stays its own).
     """
     if setting != AUTO:
         return bool(setting)
@@ -71,7 +72,9 @@ def use_mixed_precision(setting: Union[bool, str], gpu: bool, flags: Optional[Fr
         why = {"amx": "bfloat16: AMX found → mixed_bfloat16",
                "avx512_bf16": "bfloat16: AVX512-BF16 found → mixed_bfloat16",
                "none": "no native bfloat16 → float32"}[native]
-    if why not in _LOGGED:
+    if quiet:
+        log.debug("mixed_precision auto: %s", why)
+    elif why not in _LOGGED:
         _LOGGED.add(why)
         log.info("mixed_precision auto: %s", why)
     return use

@@ -267,7 +267,7 @@ def _sample_in_bfloat16(setting: Union[bool, str]) -> bool:
         import tensorflow as tf
 
         gpu = bool(tf.config.list_physical_devices("GPU"))
-    return use_mixed_precision(setting, gpu, backend=backend)
+    return use_mixed_precision(setting, gpu, backend=backend, quiet=True)
 
 
 def keras_file_damage(path: os.PathLike | str) -> Optional[str]:

@@ -163,11 +163,41 @@ def test_a_cascade_whose_base_is_the_folder_itself_loads(cascade_dir, tmp_path):
     assert not isinstance(run.base, CascadeRun)
 
 
-def test_cli_an_image_edit_of_a_cascade_is_at_the_base_size(cascade_dir, tmp_path, capsys):
-    code = main(["sample", "--run", str(cascade_dir), "--prompt", "x", "--out", str(tmp_path / "a.png"),
-                 "--init-image", str(tmp_path / "in.png"), "--size", "32"])
-    err = capsys.readouterr().err
-    assert code == 2 and "--init-image: got --size 32; allowed: 16 or no --size (an image edit runs the base" in err
+def test_an_image_edit_of_a_cascade_runs_its_stages_on_the_edited_image(cascade, cascade_dir, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from pokemon_diffusion import generate as generate_module
+    from pokemon_diffusion.config import SampleConfig
+    from pokemon_diffusion.diffusion.cascade import run_stages
+
+    picture = np.random.default_rng(0).uniform(-1, 1, (16, 16, 3)).astype(np.float32)
+    config = SampleConfig(seed=4, steps=6)
+    small, _ = generate_module.edit(cascade, ["x"], picture, embeddings=EMB, config=config, size=16)
+    big, labels = generate_module.edit(cascade, ["x"], picture, embeddings=EMB, config=config)  # the largest
+    assert small.images.shape == (1, 16, 16, 3) and big.images.shape == (1, 32, 32, 3) and labels == ["x"]
+    # the base's edit first (enlarged), then the stage run on it, as a cascade sample runs its stages
+    np.testing.assert_array_equal(big.intermediates[0][:, ::2, ::2], small.images)
+    finals, _ = run_stages(cascade, small.images, EMB, 1, seed=4, guidance_scale=3.0, clip_x0=True)
+    np.testing.assert_array_equal(big.images, finals[-1])
+    with pytest.raises(ConfigError, match="size: got 64; allowed: 16 | 32"):
+        generate_module.edit(cascade, ["x"], picture, embeddings=EMB, config=config, size=64)
+    # the CLI: --size 32 (and no --size) gives the stage's size
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "in.png")
+    monkeypatch.setattr("pokemon_diffusion.text.registry.load_encoder_matching", lambda *a, **k: _Encoder())
+    code = main(["sample", "--run", str(cascade_dir), "--prompt", "x", "--out-dir", str(tmp_path / "d"),
+                 "--init-image", str(tmp_path / "in.png"), "--size", "32", "--steps", "4", "--seed", "1"])
+    assert code == 0
+    with Image.open(next((tmp_path / "d").glob("*.png"))) as png:
+        assert png.size == (32, 32)
+
+
+class _Encoder:
+    """Any prompt -> the test embedding (the cascade's encoder is a name only)."""
+
+    name, dim = "test-encoder", DIM
+
+    def encode(self, texts, **kwargs):
+        return np.repeat(EMB, len(texts), 0)
 
 
 def test_a_stage_guidance_fixed_by_the_cascade_replaces_the_requests(cascade, tmp_path):

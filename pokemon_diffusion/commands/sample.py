@@ -90,7 +90,7 @@ def add_parser(subparsers):
     parser.add_argument("--size", type=int_range(8, 1024), default=None, metavar="N",
                         help="image side: one of the run's sizes; a cascade run (RUN/cascade.json, or the shipped "
                              "model once it is one) gives its base's and each stage's (default: the largest; a "
-                             "single run: its own); --init-image edits at the base's size")
+                             "single run: its own); --init-image edits at the base's size, then the stages enlarge it")
     parser.add_argument("--text-encoder", metavar="SPEC", default=None,
                         help="where to load the run's text encoder from (default: the identity saved in "
                              "RUN/encoder.json); it must be the same encoder (identity and size)")
@@ -174,9 +174,6 @@ def run(args) -> int:
     if args.size is not None and args.size not in sizes:
         raise ConfigError(f"--size: got {args.size}; allowed: {' | '.join(map(str, sizes))} (the run's size"
                           f"{'s: base, then each stage' if len(sizes) > 1 else '; a cascade run gives more'})")
-    if args.init_image is not None and args.size not in (None, sizes[0]):
-        raise ConfigError(f"--init-image: got --size {args.size}; allowed: {sizes[0]} or no --size (an image edit "
-                          "runs the base model only)")
     # 2. encode with the run's own encoder (another one is refused before loading), then sample
     edited = {}  # an edit's settings, for the metadata of --out-dir's files
     if args.init_image is not None:
@@ -187,7 +184,7 @@ def run(args) -> int:
         image = read_image(args.init_image, (size, size))  # DataError: missing, not a regular file (a FIFO), too large
         edited = {"strength": 0.6 if args.strength is None else args.strength, "init_image": Path(args.init_image).name}
         result, labels = edit(loaded, prompts, image, strength=edited["strength"], num=args.num, config=config,
-                              text_encoder=args.text_encoder)
+                              text_encoder=args.text_encoder, size=args.size)
     else:
         result, labels = generate(loaded, prompts, num=args.num, config=config, text_encoder=args.text_encoder,
                                   size=args.size)

@@ -112,9 +112,18 @@ def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str
     base = sample(cascade.base.model, text_emb, (batch, base_size, base_size, channels), schedule=cascade.base.schedule,
                   sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
                   num_intermediates=num_intermediates, clip_x0=clip_x0, progress=progress, negative_emb=negative_emb)
-    images, finals, stage_steps = base.images, [], 0
+    finals, stage_steps = run_stages(cascade, base.images, text_emb, count, seed=base.seed,
+                                     guidance_scale=guidance_scale, clip_x0=clip_x0, negative_emb=negative_emb)
+    return cascade_result(base, finals, stage_steps, height, time.perf_counter() - started)
+
+
+def run_stages(cascade: Any, images: np.ndarray, text_emb, count: int, *, seed: int, guidance_scale: float,
+               clip_x0: bool, negative_emb=None) -> Tuple[List[np.ndarray], int]:
+    """The first ``count`` stages on base-size ``images`` (a base sample, or an edited image):
+    ``(each stage's final images, clipped to [-1, 1]; the stages' DDIM steps in all)``."""
+    finals, stage_steps = [], 0
     for index in range(count):
-        run = plan_stage(cascade, index, images, text_emb, seed=base.seed, guidance_scale=guidance_scale,
+        run = plan_stage(cascade, index, images, text_emb, seed=seed, guidance_scale=guidance_scale,
                          clip_x0=clip_x0, negative_emb=negative_emb)
         x, _ = run.run(run.x_T, 0, run.num_steps)
         images = np.clip(x.numpy(), -1.0, 1.0)
@@ -122,4 +131,4 @@ def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str
         stage_steps += run.num_steps
         log.debug("cascade stage %d: %dx%d, %d DDIM steps, aug level %g", index + 1, run.shape[1], run.shape[2],
                   run.num_steps, cascade.aug_level)
-    return cascade_result(base, finals, stage_steps, height, time.perf_counter() - started)
+    return finals, stage_steps
