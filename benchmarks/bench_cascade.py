@@ -39,6 +39,8 @@ def parse_args(argv=None):
                         help="TensorFlow intra-op threads (default: TensorFlow's choice, every core)")
     parser.add_argument("--no-encoder", action="store_true",
                         help="a fixed unit embedding instead of encoding the prompt (runs without its encoder)")
+    parser.add_argument("--float32", action="store_true",
+                        help="load the network in float32 (default: as `sample` does, SampleConfig.mixed_precision)")
     parser.add_argument("--json", default=None, metavar="PATH", help="also write the figures as JSON")
     return parser.parse_args(argv)
 
@@ -57,7 +59,11 @@ def main(argv=None) -> dict:
     from pokemon_diffusion.pretrained import load_pretrained, model_name
     from pokemon_diffusion.run_dir import load_run
 
-    run = load_pretrained() if args.run is None else load_run(args.run)
+    from pokemon_diffusion.config import SampleConfig
+
+    precision = False if args.float32 else SampleConfig().mixed_precision  # what `sample` and the app use
+    run = (load_pretrained(mixed_precision=precision) if args.run is None
+           else load_run(args.run, mixed_precision=precision))
     sizes = list(getattr(run, "sizes", [run.config.model.image_size]))
     config = SampleConfig(steps=min(args.steps, run.config.diffusion.timesteps), guidance_scale=args.guidance, seed=0)
     if args.no_encoder:

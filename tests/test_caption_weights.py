@@ -8,7 +8,8 @@ import pytest
 from pokemon_diffusion.collection.captions import make_captions, tagged_captions
 from pokemon_diffusion.collection.metadata import Entry, metadata_problems, read_metadata
 from pokemon_diffusion.config import DataConfig, TrainConfig
-from pokemon_diffusion.data.dataset import caption_draw_weights, make_dataset
+from pokemon_diffusion.data.caption_draw import caption_draw_weights
+from pokemon_diffusion.data.dataset import make_dataset
 from pokemon_diffusion.errors import ConfigError, DataError
 from pokemon_diffusion.training.jax_data import BatchStream, TrainingData
 from helpers_training import take_batches, tiny_config, write_tiny_dataset

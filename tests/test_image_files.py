@@ -88,7 +88,9 @@ def test_sample_out_dir_writes_one_png_per_image_without_a_grid(run_dir, encoder
     assert names == ["000_a-ghost_seed5.png", "001_a-ghost_seed5.png", "002_a-fire-dragon_seed5.png",
                      "003_a-fire-dragon_seed5.png"]
     assert list(tmp_path.iterdir()) == [out]  # no grid
-    expected, _ = generate(load_run(run_dir), ["a ghost", "a fire dragon"], num=2,
+    # the CLI's default precision ("auto": bfloat16 where the CPU has it), so the same pixels
+    loaded = load_run(run_dir, mixed_precision=SampleConfig().mixed_precision)
+    expected, _ = generate(loaded, ["a ghost", "a fire dragon"], num=2,
                            config=SampleConfig(steps=3, seed=5, guidance_scale=2.0, negative_prompt="dark"))
     with Image.open(out / names[2]) as png:
         np.testing.assert_array_equal(np.asarray(png), expected.to_uint8()[2])

@@ -27,13 +27,14 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from ..errors import DataError
 from ..collection.metadata import EMBEDDINGS_INFO_FILE, METADATA_FILE, Entry, read_metadata
 from ..logging_utils import progress
+from .caption_draw import element_caption
 from .images import check_shape, read_image
 
 logger = logging.getLogger(__name__)
@@ -287,44 +288,6 @@ def split_by_pokemon(entries: Sequence[Entry], val_fraction: float, seed: int = 
     return np.asarray(train, dtype=np.int64), np.asarray(sorted(val), dtype=np.int64)
 
 
-#: XORed into the seed for the caption draws, so they are independent of the flips (same seed, same position).
-CAPTION_DRAW_SALT = 0x5EED_CA97
-#: XORed into the seed for the embedding noise (``TrainConfig.embedding_noise``).
-EMBEDDING_NOISE_SALT = 0x0015_E0E5
-
-
-def caption_draw_weights(entries: Sequence[Entry], caption_counts: Optional[np.ndarray],
-                         weights: Dict[str, float]) -> Optional[np.ndarray]:
-    """Cumulative draw probabilities ``(N, K)`` of each image's captions, from a weight per caption
-    form (``TrainConfig.caption_weights``; forms not named weigh 1), for :func:`make_dataset`.
-
-    Args:
-        entries: the N metadata entries (their ``all_caption_forms`` tag each caption).
-        caption_counts: ``Examples.caption_counts`` (None: one caption each).
-        weights: form -> weight; empty means a uniform draw (returns None, the stream of before).
-
-    Raises:
-        DataError: an image whose captions have no form tags (collected before they existed), or
-            whose captions all weigh 0.
-    """
-    if not weights or caption_counts is None:
-        return None
-    k = int(np.max(caption_counts))
-    cumulative = np.ones((len(entries), k), dtype=np.float64)
-    for i, (entry, count) in enumerate(zip(entries, caption_counts)):
-        forms = entry.all_caption_forms
-        if forms is None or len(forms) != count:
-            raise DataError(f"{entry.image_path}: its captions have no form tags (caption_forms), so "
-                            "train.caption_weights cannot weigh them; allowed: collect the dataset again "
-                            "(`pokemon-diffusion collect`, then `embed`), or caption_weights {}")
-        row = np.array([float(weights.get(form, 1.0)) for form in forms])
-        if not row.sum() > 0:
-            raise DataError(f"{entry.image_path}: train.caption_weights {weights!r} give all its captions "
-                            f"({', '.join(forms)}) weight 0; allowed: at least one positive weight per image")
-        cumulative[i, :count] = np.cumsum(row) / row.sum()
-    return cumulative.astype(np.float32)
-
-
 def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 32, *, shuffle: bool = True,
                  flip: bool = True, seed: int = 0, repeat: bool = False, start_index: int = 0,
                  with_index: bool = False, drop_remainder: bool = False,
@@ -411,20 +374,7 @@ def make_dataset(images: np.ndarray, embeddings: np.ndarray, batch_size: int = 3
         if flip:
             key = tf.stack([tf.constant(seed, tf.int64), index])
             image = tf.image.stateless_random_flip_left_right(image, seed=key)
-        if several:
-            rows, count, *cumulative = embedding
-            key = tf.stack([tf.constant(seed ^ CAPTION_DRAW_SALT, tf.int64), index])
-            if cumulative:  # weighted: the first caption whose cumulative probability exceeds u
-                u = tf.random.stateless_uniform([], seed=key)
-                pick = tf.minimum(tf.reduce_sum(tf.cast(cumulative[0] <= u, tf.int32)), count - 1)
-            else:
-                pick = tf.random.stateless_uniform([], seed=key, minval=0, maxval=count, dtype=tf.int32)
-            embedding = tf.gather(rows, pick)
-        if embedding_noise:
-            key = tf.stack([tf.constant(seed ^ EMBEDDING_NOISE_SALT, tf.int64), index])
-            dim = embedding.shape[-1]
-            scale = float(embedding_noise) * tf.norm(embedding) / float(dim) ** 0.5
-            embedding = embedding + scale * tf.random.stateless_normal([dim], seed=key)
+        embedding = element_caption(embedding, index, seed=seed, several=several, noise=embedding_noise)
         if pair_fn is not None:
             image, *extra = pair_fn(image, index)
             return (image, embedding, index, *extra)

@@ -122,7 +122,7 @@ class BatchStream:
         self.counts = data.caption_counts[data.train] if several else None
         self.cumulative = None
         if several and caption_weights:
-            from ..data.dataset import caption_draw_weights
+            from ..data.caption_draw import caption_draw_weights
 
             self.cumulative = caption_draw_weights([data.entries[i] for i in data.train], self.counts,
                                                    caption_weights)

@@ -23,7 +23,8 @@ import numpy as np
 import tensorflow as tf
 
 from ..config import EVAL_MAX_IMAGES, SAMPLE_GRID_IMAGES, RunConfig
-from ..data.dataset import Examples, caption_draw_weights, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
+from ..data.caption_draw import caption_draw_weights
+from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
 from ..data.pairs import pair_element
 from ..errors import DataError
 from ..locks import writer_lock
