@@ -119,7 +119,7 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
             log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
     prompts, embeddings, negative_emb = _encode(run, prompts, config, text_encoder, encoder, embeddings)
     model = run.config.model
-    side = size or getattr(run, "sizes", [model.image_size])[-1]
+    side = size or run.sizes[-1]
     shape = (len(prompts) * num, side, side, model.channels)
     log.info("sampling %d image(s) of %dx%d with %s (%s steps), guidance %g", shape[0], shape[1], shape[2],
              config.sampler, steps or timesteps, config.guidance_scale)
@@ -168,7 +168,7 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     prompts = list(prompts)
     if not prompts:
         raise ConfigError("prompts: got none; allowed: at least one non-empty prompt")
-    sizes = list(getattr(run, "sizes", [run.config.model.image_size]))
+    sizes = run.sizes
     size = sizes[-1] if size is None else size
     if size not in sizes:
         raise ConfigError(f"size: got {size}; allowed: {' | '.join(map(str, sizes))} (the run's sizes)")

@@ -84,6 +84,11 @@ class LoadedRun:
 
         return make_schedule(self.config.diffusion)
 
+    @property
+    def sizes(self) -> List[int]:
+        """The image sizes it gives: its own (a :class:`CascadeRun` adds each stage's)."""
+        return [self.config.model.image_size]
+
 
 @dataclass
 class CascadeRun(LoadedRun):
@@ -248,7 +253,7 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, si
                    else "copy it again from where it came from")
             raise CheckpointError(f"{model_path} is damaged: {damage}; {fix}") from None
         raise CheckpointError(f"cannot load {model_path}: {str(exc).strip().splitlines()[0]}") from None
-    if mixed_precision is not False and _sample_in_bfloat16(mixed_precision):
+    if _sample_in_bfloat16(mixed_precision):
         from .model.unet import mixed_copy
 
         model = mixed_copy(model, config.model)
@@ -257,6 +262,8 @@ def load_run(run_dir: os.PathLike | str, model_file: Optional[str] = None, *, si
 
 def _sample_in_bfloat16(setting: Union[bool, str]) -> bool:
     """Whether sampling runs in mixed_bfloat16 for this setting on this machine (``hardware.py``)."""
+    if setting is False:  # the default of every load that does not sample: nothing to ask the machine
+        return False
     import keras
 
     from .hardware import use_mixed_precision

@@ -204,7 +204,7 @@ class AppSession:
         self.label = label or str(run.path)
         self.timesteps = int(run.config.diffusion.timesteps)
         self.default_steps = min(DEFAULT_STEPS, self.timesteps)
-        self.sizes = list(getattr(run, "sizes", [run.config.model.image_size]))  # a cascade: base, then stages
+        self.sizes = run.sizes  # a cascade: base, then stages
         self.default_size = self.sizes[-1]
         self._files = Path(tempfile.mkdtemp(prefix="pokemon-diffusion-app-"))
         self._last: Optional[Path] = None

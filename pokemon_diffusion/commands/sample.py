@@ -170,7 +170,7 @@ def run(args) -> int:
 
         loaded = load_run(args.run, mixed_precision=args.mixed_precision)
     config = _sample_config(args, loaded.config.diffusion.timesteps)
-    sizes = getattr(loaded, "sizes", [loaded.config.model.image_size])
+    sizes = loaded.sizes
     if args.size is not None and args.size not in sizes:
         raise ConfigError(f"--size: got {args.size}; allowed: {' | '.join(map(str, sizes))} (the run's size"
                           f"{'s: base, then each stage' if len(sizes) > 1 else '; a cascade run gives more'})")
