@@ -12,10 +12,22 @@ Configurations (``--configs``), ``NAME`` = ``INTRAxINTER`` or ``mirroredN``:
     2x1          two threads per op, one op at a time
     mirrored2    two logical CPU devices, MirroredStrategy, one thread per op, two ops at a time
                  (``TrainConfig.strategy = "mirrored"``, ``PD_CPU_REPLICAS=2``)
+    workers2     two worker processes on 127.0.0.1, each pinned to one core with one thread per op,
+                 MultiWorkerMirroredStrategy (``--strategy multiworker`` with TF_CONFIG): the same
+                 global batch as one process; the chief's img/s is reported
+    procs2       two independent one-thread processes pinned one per core, each training its own
+                 batch: the sum of their img/s, the ceiling of what both cores give (not one run)
+
+A name ending in ``@fp32`` (``default@fp32``) runs that configuration in float32 whatever ``--mixed``
+says, so a run can compare the package default against the float32 step of before.
+
+``--config pretrained|FILE`` measures that RunConfig's model (the shipped reference's: GroupNorm)
+instead of the default one; ``--mixed on|off|auto`` its precision (default: the package's, "auto").
 
 Usage:
     python benchmarks/bench_threads.py --size 32 --steps 8 --rounds 3 \
         --configs default 1x2 mirrored2 --peer ../shared/bench/peer_unet_step.py
+    python benchmarks/bench_threads.py --config pretrained --configs default workers2 procs2
 """
 
 from __future__ import annotations
@@ -36,6 +48,8 @@ def config_env(name: str, cores: int) -> dict:
     """The environment variables of a configuration name (see the module docstring)."""
     if name in ("default", "peer"):
         return {}
+    if name in ("workers2", "procs2"):
+        return {"TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"}
     if name.startswith("mirrored"):
         replicas = int(name[len("mirrored"):] or cores)
         return {"TF_NUM_INTRAOP_THREADS": str(max(1, cores // replicas)), "TF_NUM_INTEROP_THREADS": str(replicas),
@@ -44,18 +58,33 @@ def config_env(name: str, cores: int) -> dict:
     return {"TF_NUM_INTRAOP_THREADS": str(intra), "TF_NUM_INTEROP_THREADS": str(inter)}
 
 
-def worker(size: int, batch: int, steps: int) -> dict:
-    """Time the trainer's step in this process, under the thread settings of its environment."""
+def _precision(mixed: str):
+    from pokemon_diffusion.config import TrainConfig
+
+    return {"on": True, "off": False}.get(mixed, TrainConfig.mixed_precision)
+
+
+def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "auto") -> dict:
+    """Time the trainer's step in this process, under the thread settings of its environment
+    (``PD_PIN_CORE``: pin to that core; ``TF_CONFIG``: one worker of a multi-worker run)."""
     import numpy as np
 
+    if os.environ.get("PD_PIN_CORE"):
+        os.sched_setaffinity(0, {int(os.environ["PD_PIN_CORE"])})
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from bench_train import _trainer
+    from bench_train import _trainer, base_config
 
+    strategy = "auto"
     replicas = int(os.environ.get("PD_CPU_REPLICAS", "0") or 0)
-    if replicas > 1:
+    if os.environ.get("TF_CONFIG"):
+        from pokemon_diffusion.training.distribute import make_strategy
+        make_strategy("multiworker")  # before anything else starts TensorFlow
+        strategy = "multiworker"
+    elif replicas > 1:
         from pokemon_diffusion.training.distribute import split_cpu
         split_cpu(replicas)
-    trainer, batches = _trainer(size, batch, strategy="mirrored" if replicas > 1 else "auto")
+        strategy = "mirrored"
+    trainer, batches = _trainer(size, batch, mixed=_precision(mixed), strategy=strategy, config=base_config(config_spec))
     for _ in range(2):
         trainer.train_step(next(batches))
     float(trainer.step.numpy())  # wait for the warm-up steps
@@ -70,15 +99,44 @@ def worker(size: int, batch: int, steps: int) -> dict:
             "inter": os.environ.get("TF_NUM_INTEROP_THREADS", "default")}
 
 
+def _free_ports(n: int) -> list:
+    import socket
+
+    sockets = [socket.socket() for _ in range(n)]
+    for s in sockets:
+        s.bind(("127.0.0.1", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
 def _run(name: str, args) -> float:
+    name, _, precision = name.partition("@")
+    mixed = "off" if precision == "fp32" else args.mixed
     env = {**os.environ, **config_env(name, os.cpu_count() or 1)}
     if name == "peer":
         cmd = [sys.executable, args.peer, "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps)]
-    else:
-        cmd = [sys.executable, str(Path(__file__)), "--worker", "--size", str(args.size), "--batch", str(args.batch),
-               "--steps", str(args.steps)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
-    return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
+        return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
+    cmd = [sys.executable, str(Path(__file__)), "--worker", "--size", str(args.size), "--batch", str(args.batch),
+           "--steps", str(args.steps), "--mixed", mixed] + (["--config", args.config] if args.config else [])
+    envs = [env]
+    if name in ("workers2", "procs2"):
+        cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+        envs = [{**env, "PD_PIN_CORE": str(i % (os.cpu_count() or 1))} for i in range(2)]
+        if name == "workers2":
+            for i, e in enumerate(envs):
+                e["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) for e in envs]
+    rates = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            raise RuntimeError(f"{name} worker failed: {err[-2000:]}")
+        rates.append(float(json.loads(out.strip().splitlines()[-1])["img_per_s"]))
+    # workers2: each worker times the same global steps, the chief's figure; procs2: independent runs, summed
+    return sum(rates) if name == "procs2" else rates[0]
 
 
 def main(argv=None) -> int:
@@ -89,10 +147,13 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--configs", nargs="+", default=["default", "1x2", "mirrored2"])
     parser.add_argument("--peer", default=None, help="the plain Keras U-Net script (../shared/bench/peer_unet_step.py)")
+    parser.add_argument("--config", metavar="pretrained|FILE", help="measure this RunConfig's model (default: the default one)")
+    parser.add_argument("--mixed", choices=("on", "off", "auto"), default="auto",
+                        help="mixed precision (default: the package's default, 'auto')")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.size, args.batch, args.steps)), flush=True)
+        print(json.dumps(worker(args.size, args.batch, args.steps, args.config, args.mixed)), flush=True)
         return 0
     names = list(args.configs) + (["peer"] if args.peer else [])
     runs = {name: [] for name in names}
@@ -102,6 +163,7 @@ def main(argv=None) -> int:
             print(f"round {r + 1} {name}: {runs[name][-1]:.1f} img/s", file=sys.stderr, flush=True)
     first = names[0]
     result = {"size": args.size, "batch": args.batch, "steps": args.steps, "rounds": args.rounds,
+              "config": args.config or "default ModelConfig", "mixed": args.mixed,
               "cpu_count": os.cpu_count(), "load_average": os.getloadavg()[0],
               "img_per_s": {k: [round(v, 1) for v in vs] for k, vs in runs.items()},
               f"ratio_to_{first}": {k: round(statistics.median(a / b for a, b in zip(vs, runs[first])), 3)

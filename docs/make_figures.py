@@ -6,6 +6,7 @@ Writes docs/images/reference_*.png (seeded: the same model gives the same pictur
 adds the training curve of the run the model came from (its metrics.jsonl). ``--model`` draws
 from another pretrained folder or run folder (default: the shipped model) and ``--prefix``
 renames the files (e.g. ``previous_reference`` keeps the old model's pictures for a side-by-side).
+The variety figure shows free descriptions from four seeds with condition annealing off and on.
 ``--data`` adds the reconstruction figure: 8 held-out images noised to 1/4, 1/2 and 3/4 of T and
 denoised back (``evaluation/reconstruction.py``).
 """
@@ -31,6 +32,8 @@ IMAGES = Path(__file__).resolve().parent / "images"
 GUIDANCE_PROMPTS = ("Charmander, a Fire-type Pokémon", "a blue water turtle Pokémon")
 GUIDANCE_SCALES = (0.0, 1.0, 3.0, 6.0)
 #: Pokémon of the prompt-form figure (training split of the reference's seed-0 split) and the forms shown.
+#: Free descriptions of the variety figure: seeds without and with condition annealing (CADS).
+VARIETY_PROMPTS = ("a cute yellow electric mouse", "a small blue Water-type Pokémon", "a large red Fire-type Pokémon")
 FORM_POKEMON = (("Pikachu", "Electric"), ("Charizard", "Fire/Flying"), ("Bulbasaur", "Grass/Poison"),
                 ("Squirtle", "Water"), ("Gengar", "Ghost/Poison"), ("Jigglypuff", "Normal/Fairy"))
 
@@ -73,6 +76,9 @@ def main() -> None:
     #    dataset caption and the description without the name; the same seed everywhere
     save_figure(forms_figure(run, config), IMAGES / f"{name}_forms.png")
 
+    # 5. variety: four seeds of free descriptions, condition annealing off and at the default
+    save_figure(variety_figure(run, config), IMAGES / f"{name}_variety.png")
+
     if args.data:
         save_figure(reconstruction_figure(run, args.data, args.seed), IMAGES / f"{name}_reconstruction.png")
     if args.run:
@@ -97,11 +103,22 @@ def forms_figure(run, config: SampleConfig):
     return plot_samples(np.concatenate(images), captions, ncols=8)
 
 
+def variety_figure(run, config: SampleConfig, seeds: int = 4):
+    """Rows: VARIETY_PROMPTS with condition annealing off, then at the default strength; ``seeds`` images each."""
+    images, captions = [], []
+    for prompt in VARIETY_PROMPTS:
+        for strength in (0.0, SampleConfig().cads_strength):
+            res, _ = generate(run, [prompt], num=seeds, config=dataclasses.replace(config, cads_strength=strength))
+            images.append(res.images)
+            captions += [f"CADS {strength:g}: {prompt}"] * seeds
+    return plot_samples(np.concatenate(images), captions, ncols=2 * seeds)
+
+
 def reconstruction_figure(run, data_dir: Path, seed: int, count: int = 8):
     """Rows: held-out originals, then each rebuilt from 1/4, 1/2 and 3/4 of T (w = 1, DDIM-20)."""
     from pokemon_diffusion.data.dataset import split_by_pokemon
     from pokemon_diffusion.diffusion.reconstruct import reconstruct
-    from pokemon_diffusion.evaluation.evaluate import load_eval_data
+    from pokemon_diffusion.evaluation.eval_data import load_eval_data
     from pokemon_diffusion.evaluation.reconstruction import LEVEL_FRACTIONS, STEPS
 
     data = load_eval_data(data_dir, run.config.model.image_size)

@@ -15,6 +15,8 @@ def value_has_type(value: Any, annotation: Any) -> bool:
         return value is None
     if origin in (tuple, Tuple):
         args = typing.get_args(annotation)
+        if len(args) > 1 and args[-1] is not Ellipsis:  # Tuple[X, Y]: exactly these items
+            return isinstance(value, tuple) and len(value) == len(args) and all(map(value_has_type, value, args))
         item = args[0] if args else Any
         return isinstance(value, tuple) and all(value_has_type(v, item) for v in value)
     if annotation is bool:

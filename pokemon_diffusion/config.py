@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Dict, Optional, Tuple, Type, TypeVar, Union
 
 from ._config_types import type_name, value_has_type
+from .caption_templates import CAPTION_FORMS, caption_template_text
 from .atomic import atomic_write_text
 from .errors import ConfigError
 from .hardware import AUTO as MIXED_PRECISION_AUTO
@@ -45,47 +46,9 @@ CHOICES: Dict[str, Tuple[str, ...]] = {"source": SOURCES, "norm": NORMS, "schedu
 MAX_SEED = 2**31 - 1  # the largest seed every seeded command and function accepts
 CASCADE_STAGE_STEPS, CASCADE_AUG_LEVEL = 25, 0.05  # a cascade stage at sampling: DDIM steps, fixed aug level
 CASCADE_STAGE_GUIDANCE = None  # a stage's guidance scale (None: the request's, as the base)
+CADS_RANGE = (0.3, 0.7)  # noise levels (t + 1) / T over which condition annealing fades out (docs/SAMPLING.md)
 EVAL_MAX_IMAGES = 256  # held-out images of the validation loss (a fixed subset: the first ones)
-#: Caption templates by name (collection/captions.py fills them): the visual one describes the picture.
-CAPTION_TEMPLATES = {"visual": "{name}, {a} {size} {colours} {types} Pokémon", "plain": "{name}, {a} {types} Pokémon",
-                     "name": "{name}", "description": "{a} {size} {colours} {types} Pokémon",
-                     "colour": "{a} {colours} Pokémon", "type": "{a} {types} Pokémon",
-                     "abilities": "{name}, {a} {colours} Pokémon with {abilities}"}
-CAPTION_PLACEHOLDERS = ("name", "size", "colours", "types", "a", "abilities")
-#: The extra captions every image gets besides its main one (``caption_template``), in this order;
-#: names of CAPTION_TEMPLATES or template texts. Training draws one caption per example per step.
-CAPTION_FORMS = ("name", "plain", "description", "colour", "type", "abilities")
-#: The tag of an image's main caption (``caption_template``) among its caption forms (metadata
-#: ``caption_forms``); the extra ones are tagged with their entry of ``caption_forms``.
-MAIN_FORM = "main"
-
 C = TypeVar("C", bound="BaseConfig")
-
-
-def caption_template_text(template: str, *, need_name: bool = True) -> str:
-    """A caption template by name (a key of CAPTION_TEMPLATES) or as given, checked.
-
-    Args:
-        template: a name or a template text.
-        need_name: the main caption must say who it is; extra caption forms need not.
-
-    Raises:
-        ConfigError: unknown placeholders, unbalanced braces, or (``need_name``) no ``{name}``.
-    """
-    import string
-
-    text = CAPTION_TEMPLATES.get(template, template)
-    allowed = (f"{' | '.join(CAPTION_TEMPLATES)} | a text with {'{name} and ' if need_name else ''}any of "
-               f"{', '.join('{' + p + '}' for p in CAPTION_PLACEHOLDERS[int(need_name):])}")
-    try:
-        fields = [f for _, f, _, _ in string.Formatter().parse(text) if f is not None]
-    except ValueError as exc:
-        raise ConfigError(f"caption_template: got {template!r} ({exc}); allowed: {allowed}") from None
-    unknown = sorted({f for f in fields if f not in CAPTION_PLACEHOLDERS})
-    if unknown or (need_name and "name" not in fields):
-        what = f"unknown placeholder(s) {', '.join('{' + f + '}' for f in unknown)}" if unknown else "no {name}"
-        raise ConfigError(f"caption_template: got {template!r} ({what}); allowed: {allowed}")
-    return text
 
 
 @dataclass(frozen=True)
@@ -375,6 +338,12 @@ class SampleConfig(BaseConfig):
     negative_prompt: Optional[str] = None  # guidance steps away from it (None: the null condition, zeros)
     # the network in bfloat16 where the CPU runs it natively (hardware.py; applied by load_run)
     mixed_precision: Union[bool, str] = MIXED_PRECISION_AUTO
+    # condition-annealed sampling (CADS, diffusion/steps.py): noise on the prompt above these noise levels
+    cads_strength: float = 0.5  # 0: off; relative to the embedding's RMS (steps.ConditionAnnealing)
+    cads_range: Tuple[float, float] = CADS_RANGE  # (ConditionAnnealing.from_config builds the settings)
+    cads_names: bool = False  # also anneal prompts that name a Pokémon the run knows (generate.prompt_annealing)
+    # guide only at noise levels (t + 1) / T in (low, high]; None: at every step (samplers.check_interval)
+    guidance_interval: Optional[Tuple[float, float]] = None
 
     def validate(self) -> None:
         self._check("mixed_precision", self.mixed_precision in (True, False, MIXED_PRECISION_AUTO),
@@ -387,6 +356,11 @@ class SampleConfig(BaseConfig):
         self._range("eta", 0.0, 1.0)
         self._range("num_intermediates", 2, 1000)
         self._range("seed", 0, MAX_SEED, optional=True)
+        self._range("cads_strength", 0.0, 10.0)
+        for name in ("cads_range", "guidance_interval"):
+            value = getattr(self, name)
+            self._check(name, value is None and name != "cads_range" or 0.0 <= value[0] < value[1] <= 1.0,
+                        "two noise levels 0 <= low < high <= 1")
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ def _heldout_before(config: RunConfig, data: Path, start: Optional[PathLike]) ->
     """The held-out loss of the EMA model the run starts from (None from random weights)."""
     import dataclasses
 
-    from .evaluation.evaluate import heldout_loss, load_eval_data
+    from .evaluation.eval_data import load_eval_data
+    from .evaluation.evaluate import heldout_loss
     from .run_dir import load_run
     from .training.init_from import init_dir
 

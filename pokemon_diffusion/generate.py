@@ -59,6 +59,29 @@ def prompt_texts(run: LoadedRun, prompts: Sequence[str], enrich: bool = True) ->
     return [item.text for item in enrich_prompts(prompts, run.name_table if enrich else None, enrich)]
 
 
+def prompt_annealing(run: LoadedRun, prompts: Sequence[str], config: SampleConfig) -> Optional[list]:
+    """Condition annealing per prompt (``steps.ConditionAnnealing``; None: that prompt sampled as is).
+
+    ``config``'s settings for prompts that name no Pokémon of the run's name table: "a small yellow
+    electric mouse" should give different creatures from different seeds. A prompt that names one
+    ("Pikachu", "Pikachu in the snow") keeps its embedding clean, because the early, noised steps are
+    where the model draws that Pokémon's silhouette; ``config.cads_names`` anneals those too.
+    None when annealing is off.
+    """
+    from .diffusion.steps import ConditionAnnealing
+
+    settings = ConditionAnnealing.from_config(config)
+    if settings is None:
+        return None
+    table = None if config.cads_names else run.name_table
+    chosen = [None if table is not None and table.find(p) else settings for p in prompts]
+    names = sum(a is None for a in chosen)
+    if names:
+        log.info("condition annealing (strength %g) on %d of %d prompt(s): those naming a Pokémon keep their "
+                 "embedding clean", settings.strength, len(chosen) - names, len(chosen))
+    return chosen
+
+
 def _encode(run: LoadedRun, prompts: List[str], config: SampleConfig, text_encoder: Optional[str], encoder,
             embeddings: Optional[np.ndarray]):
     """(prompts as encoded, their embeddings, the negative prompt's embedding or None), encoded in
@@ -117,6 +140,7 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
         steps = min(config.steps, timesteps)
         if config.steps > timesteps:
             log.warning("DDIM steps %d > the run's T = %d: using %d", config.steps, timesteps, steps)
+    annealing = prompt_annealing(run, prompts, config)  # decided on the prompts as typed
     prompts, embeddings, negative_emb = _encode(run, prompts, config, text_encoder, encoder, embeddings)
     model = run.config.model
     side = size or run.sizes[-1]
@@ -126,7 +150,7 @@ def generate(run: LoadedRun, prompts: Sequence[str], *, num: int = 1,
     result = sample(run if isinstance(run, CascadeRun) else run.model, embeddings, shape, schedule=run.schedule, sampler=config.sampler, steps=steps,
                     eta=config.eta if config.sampler == "ddim" else 0.0, guidance_scale=config.guidance_scale,
                     seed=config.seed, num_intermediates=config.num_intermediates, clip_x0=config.clip_x0,
-                    negative_emb=negative_emb)
+                    negative_emb=negative_emb, annealing=annealing, guidance_interval=config.guidance_interval)
     log.info("sampled in %.1f s (%.2f s per image); seed %d", result.seconds, result.seconds / shape[0],
              result.seed)
     labels = [p for p in prompts for _ in range(num)]
@@ -142,7 +166,8 @@ def edit(run: LoadedRun, prompts: Sequence[str], image: np.ndarray, *, strength:
     ``strength`` near 0 keeps the picture, 1 starts from (almost) pure noise; in between the
     layout survives and the prompt (with guidance ``config.guidance_scale``) sets the rest. DDIM
     (η = 0) runs ``round(config.steps · strength)`` steps (at least 1); each image of a prompt
-    gets its own noise from ``config.seed``.
+    gets its own noise from ``config.seed``. The layout comes from ``image``, so the variety settings
+    of sampling (``config.cads_strength``, ``config.guidance_interval``) do not apply.
 
     A cascade edits at its base's size and then runs its stages on the edited images, up to
     ``size`` (default: its largest), as a cascade sample does (``diffusion.cascade.run_stages``).

@@ -8,7 +8,8 @@ from PIL import Image
 
 from pokemon_diffusion.collection.captions import make_captions
 from pokemon_diffusion.collection.metadata import Entry, read_metadata, write_metadata
-from pokemon_diffusion.config import CAPTION_FORMS, DataConfig
+from pokemon_diffusion.caption_templates import CAPTION_FORMS
+from pokemon_diffusion.config import DataConfig
 from pokemon_diffusion.data.dataset import load_examples, make_dataset
 from pokemon_diffusion.errors import ConfigError, DataError
 from pokemon_diffusion.text.embeddings import embed_dataset, load_text_encoder

@@ -266,7 +266,7 @@ def test_evaluate_skips_fid_without_weights_and_prompts_follow_the_seed(tiny_run
     assert "--inception-weights" in report["inception"]["skipped"]
     from pokemon_diffusion.data.dataset import split_by_pokemon
     from pokemon_diffusion.evaluation.conditioning import choose_split_prompts
-    from pokemon_diffusion.evaluation.evaluate import load_eval_data
+    from pokemon_diffusion.evaluation.eval_data import load_eval_data
 
     train_idx, val_idx = split_by_pokemon(load_eval_data(data, 16).entries, 0.34, 0)
     chosen, held = choose_split_prompts(train_idx, val_idx, 2, 0)
@@ -360,7 +360,8 @@ def test_choose_prompts_is_seeded_and_covers_every_caption_when_asked_for_more()
 
 
 def test_heldout_loss_is_skipped_when_the_run_held_nothing_out(tiny_run):
-    from pokemon_diffusion.evaluation.evaluate import heldout_loss, load_eval_data
+    from pokemon_diffusion.evaluation.eval_data import load_eval_data
+    from pokemon_diffusion.evaluation.evaluate import heldout_loss
     from pokemon_diffusion.run_dir import load_run
 
     run, data = tiny_run
@@ -437,7 +438,8 @@ def test_cli_missing_run_is_a_one_line_error(tmp_path, capsys):
 def test_heldout_loss_matches_the_val_loss_training_logged(tmp_path):
     from helpers_training import tiny_config, write_tiny_dataset
 
-    from pokemon_diffusion.evaluation.evaluate import heldout_loss, load_eval_data
+    from pokemon_diffusion.evaluation.eval_data import load_eval_data
+    from pokemon_diffusion.evaluation.evaluate import heldout_loss
     from pokemon_diffusion.run_dir import load_run
     from pokemon_diffusion.training.metrics import read_metrics
     from pokemon_diffusion.training.loop import train
@@ -475,7 +477,7 @@ def _oracle_run(run, data, shift):
     import keras
     import tensorflow as tf
 
-    from pokemon_diffusion.evaluation.evaluate import load_eval_data
+    from pokemon_diffusion.evaluation.eval_data import load_eval_data
     from pokemon_diffusion.run_dir import load_run
 
     loaded = load_run(run)

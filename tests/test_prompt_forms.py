@@ -3,7 +3,7 @@
 import numpy as np
 
 from pokemon_diffusion.collection.metadata import Entry
-from pokemon_diffusion.evaluation.evaluate import EvalData
+from pokemon_diffusion.evaluation.eval_data import EvalData
 from pokemon_diffusion.evaluation.report import format_prompt_forms
 from pokemon_diffusion.evaluation.prompt_forms import choose_pokemon, form_prompts, \
     prompt_form_report
@@ -39,7 +39,7 @@ class _Rigged:
             out.append(hit[0] if hit else (named[0] + 1) % 4)
         return np.asarray(out, np.float32)[:, None]
 
-    def generate(self, embeddings, seed):
+    def generate(self, embeddings, seed, texts=None):
         rng = np.random.default_rng(seed)
         images = self.data.images[embeddings[:, 0].astype(int)]
         return np.clip(images + rng.normal(0, 0.02, images.shape), -1, 1).astype(np.float32)

@@ -20,7 +20,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 
-from ..config import MAX_SEED, SAMPLERS
+from ..config import MAX_SEED, SAMPLERS, SampleConfig
 from ..demo import DEMO_PROMPTS
 from ..errors import ConfigError
 from ..run_dir import LoadedRun
@@ -31,7 +31,8 @@ MAX_IMAGES = 16
 MAX_GUIDANCE = 20.0
 MAX_PROMPT_CHARS = 300
 FRAMES_PER_RUN = 10  # live frames per request: one every ceil(steps / 10) steps
-DEFAULT_STEPS = 50
+DEFAULTS = SampleConfig()  # the variety settings (condition annealing, guidance interval) of `sample`
+DEFAULT_STEPS = DEFAULTS.steps
 LIVE_TILE = 192  # pixels: each live image is upscaled (nearest) to at least this
 # dataset captions (as make_caption writes them) and new descriptions
 EXAMPLE_PROMPTS = DEMO_PROMPTS
@@ -245,7 +246,7 @@ class AppSession:
             EncoderError: the encoder returned something the model cannot take.
         """
         from ..diffusion.streaming import iter_sample
-        from ..generate import encode_prompts, prompt_texts
+        from ..generate import encode_prompts, prompt_annealing, prompt_texts
 
         started = time.perf_counter()
         text = prompt_texts(self.run, [request.prompt], request.enrich)[0]
@@ -260,7 +261,9 @@ class AppSession:
                              negative_emb=embedding[1] if negative else None,
                              sampler=request.sampler, steps=request.steps if request.sampler == "ddim" else None,
                              guidance_scale=request.guidance, seed=request.seed, every=every,
-                             num_intermediates=2 * FRAMES_PER_RUN)  # the GIF's frames
+                             num_intermediates=2 * FRAMES_PER_RUN,  # the GIF's frames
+                             annealing=prompt_annealing(self.run, [request.prompt], DEFAULTS),
+                             guidance_interval=DEFAULTS.guidance_interval)  # as `sample` draws by default
         for frame in frames:
             update = Update(x_t=frame_picture(frame.x), x0=frame_picture(frame.x0), step=frame.step,
                             steps=frame.steps, t=frame.t, seed=frame.seed,

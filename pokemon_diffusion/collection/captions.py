@@ -34,7 +34,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from ..config import CAPTION_FORMS, CAPTION_TEMPLATES, MAIN_FORM, caption_template_text
+from ..caption_templates import CAPTION_FORMS, CAPTION_TEMPLATES, MAIN_FORM, caption_template_text
 
 BASIC_COLOURS = ("black", "white", "grey", "red", "orange", "yellow", "green", "blue", "purple", "pink",
                  "brown")
@@ -221,7 +221,7 @@ def make_caption(name: str, types: Sequence[str] = (), form: Optional[str] = Non
         colours: main colours (``{colours}``: ``"yellow"`` or ``"green and blue"``).
         size: a :func:`size_word` (``{size}``).
         abilities: ability names (``{abilities}``: ``"Static and Lightning Rod"``).
-        template: a template text or name (``config.caption_template_text``).
+        template: a template text or name (``caption_templates.caption_template_text``).
         need_name: refuse a template without ``{name}`` (the main caption; extra forms may omit it).
 
     Raises:

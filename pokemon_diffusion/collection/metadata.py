@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from ..atomic import atomic_write_text
-from ..config import MAIN_FORM
+from ..caption_templates import MAIN_FORM
 from ..errors import DataError
 
 METADATA_FILE = "pokemon_metadata.json"

@@ -30,7 +30,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from ..config import MAIN_FORM, DataConfig, caption_template_text
+from ..caption_templates import MAIN_FORM, caption_template_text
+from ..config import DataConfig
 from ..atomic import atomic_write_bytes
 from ..errors import DataError, ScrapeError
 from ..locks import folder_lock

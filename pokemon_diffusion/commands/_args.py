@@ -76,6 +76,50 @@ def add_sampler_arguments(parser: argparse.ArgumentParser, *, steps_help: str) -
                                           "0 = unconditional (default: %(default)s)")
 
 
+def level_pair(text: str):
+    """``LOW,HIGH``: two noise levels 0 <= LOW < HIGH <= 1 (1 = pure noise)."""
+    try:
+        low, high = (float(v) for v in text.split(","))
+    except ValueError:
+        low = high = float("nan")
+    if not 0.0 <= low < high <= 1.0:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: LOW,HIGH with 0 <= LOW < HIGH <= 1 (noise levels, "
+                                         "1 = pure noise)")
+    return low, high
+
+
+def level_interval(text: str):
+    """:func:`level_pair`, or ``all``: None (every level)."""
+    return None if text.strip().lower() == "all" else level_pair(text)
+
+
+def add_variety_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cads``, ``--cads-range``, ``--cads-names`` and ``--guidance-interval`` with :class:`SampleConfig`'s defaults."""
+    from ..config import SampleConfig
+
+    defaults = SampleConfig()
+    parser.add_argument("--cads", type=float_range(0.0, 10.0), default=defaults.cads_strength, metavar="S",
+                        help="condition-annealed sampling: noise of strength S on the prompt at the noisiest "
+                             "steps, so that seeds differ more; 0 = off (default: %(default)s)")
+    parser.add_argument("--cads-range", type=level_pair, default=defaults.cads_range, metavar="LOW,HIGH",
+                        help="noise levels over which --cads fades out: the prompt is pure noise above HIGH "
+                             "and clean below LOW (default: %s)" % ",".join(map(str, defaults.cads_range)))
+    parser.add_argument("--cads-names", action="store_true", default=defaults.cads_names,
+                        help="also anneal prompts that name a Pokémon the run knows (by default they keep a clean "
+                             "embedding, so that the named Pokémon is drawn)")
+    interval = defaults.guidance_interval
+    parser.add_argument("--guidance-interval", type=level_interval, default=interval, metavar="LOW,HIGH|all",
+                        help="guide only at noise levels in (LOW, HIGH] (1 = pure noise), the conditional "
+                             "output elsewhere; 'all' = every step (default: %s)"
+                             % ("all" if interval is None else ",".join(map(str, interval))))
+
+
+def variety_options(args) -> dict:
+    """The SampleConfig fields of :func:`add_variety_arguments`' flags."""
+    return {"cads_strength": args.cads, "cads_range": tuple(args.cads_range), "cads_names": args.cads_names,
+            "guidance_interval": args.guidance_interval}
+
+
 def add_enrich_argument(parser: argparse.ArgumentParser) -> None:
     """``--enrich/--no-enrich``: a Pokémon name in a prompt gets the run's description (``prompts.py``)."""
     from ..config import SampleConfig

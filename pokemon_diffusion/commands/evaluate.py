@@ -16,7 +16,8 @@ import json
 import logging
 from pathlib import Path
 
-from ._args import add_sampler_arguments, add_seed_argument, float_range, int_range, suffix_path
+from ._args import (add_sampler_arguments, add_seed_argument, add_variety_arguments, float_range, int_range,
+                    suffix_path, variety_options)
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,7 @@ def add_parser(subparsers):
     parser.add_argument("--eta", type=float_range(0.0, 1.0), default=0.0, metavar="X",
                         help="DDIM eta: 0 deterministic ... 1 stochastic, for every sampled figure except the "
                              "reconstruction (always DDIM-20, eta 0); ddim only (default: %(default)s)")
+    add_variety_arguments(parser)
     parser.add_argument("--colour-seeds", type=int_range(0, 1000), default=4, metavar="S",
                         help="samples per colour of the colour prompt-following test, 'a {colour} Pokémon' for "
                              "the 11 basic colours (0 = skip; default: %(default)s)")
@@ -149,6 +151,7 @@ def _evaluate(args, guidance, shipped: bool) -> int:
         print(format_upsampler_report(report))
         print(f"report: {out}")
         return 0
+    from ..config import SampleConfig
     from ..evaluation.evaluate import evaluate
     from ..evaluation.report import format_report
 
@@ -156,6 +159,7 @@ def _evaluate(args, guidance, shipped: bool) -> int:
                       steps=args.steps, eta=args.eta, guidance_scale=guidance[0], guidance_scales=guidance[1:],
                       colour_seeds=args.colour_seeds, variety_seeds=args.variety_seeds, batch_size=args.batch_size,
                       prompt_forms=args.prompt_forms, prompt_form_seeds=args.prompt_form_seeds,
+                      variety_options=SampleConfig(**variety_options(args)),
                       inception_weights=args.inception_weights, offline=True if args.offline else None,
                       cache_dir=None if args.no_cache or shipped else Path(args.run) / CACHE_DIR)
     out = args.out or (Path(REFERENCE_REPORT) if shipped else Path(args.run) / "evaluation.json")

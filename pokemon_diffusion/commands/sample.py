@@ -18,8 +18,8 @@ from pathlib import Path
 
 from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import (OnOffAuto, add_enrich_argument, add_sampler_arguments, add_seed_argument, float_range, int_range,
-                    suffix_path)
+from ._args import (OnOffAuto, add_enrich_argument, add_sampler_arguments, add_seed_argument, add_variety_arguments,
+                    float_range, int_range, suffix_path, variety_options)
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +62,7 @@ def add_parser(subparsers):
                                              "runs all T steps")
     parser.add_argument("--eta", type=float_range(0.0, 1.0), default=None, metavar="X",
                         help="DDIM eta: 0 deterministic ... 1 stochastic (default: 0)")
+    add_variety_arguments(parser)
     add_seed_argument(parser, default=None,
                       help="random seed; the same seed gives the same images (default: random, logged)")
     parser.add_argument("--intermediates", type=int_range(2, 1000), default=None, metavar="K",
@@ -123,7 +124,7 @@ def _sample_config(args, timesteps: int) -> SampleConfig:
                         num_intermediates=SampleConfig().num_intermediates if args.intermediates is None
                         else args.intermediates, enrich=args.enrich,
                         clip_x0=not args.no_clip, seed=args.seed, negative_prompt=args.negative_prompt,
-                        mixed_precision=args.mixed_precision)
+                        mixed_precision=args.mixed_precision, **variety_options(args))
 
 
 def _check_edit_flags(args) -> None:

@@ -94,14 +94,16 @@ def cascade_result(base: SampleResult, stage_images: Sequence[np.ndarray], stage
 def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str = "ddim", steps: Optional[int] = None,
                    eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
                    num_intermediates: int = 10, clip_x0: bool = True, progress: Optional[bool] = None,
-                   negative_emb=None, schedule: Any = None) -> SampleResult:
+                   negative_emb=None, schedule: Any = None, annealing: Any = None,
+                   guidance_interval: Any = None) -> SampleResult:
     """The base, then the stages up to ``shape``'s size (see the module docstring).
 
     Args:
         cascade: a ``run_dir.CascadeRun`` (``base``, ``stages``, ``stage_steps``, ``aug_level``).
         shape: (batch, size, size, channels), ``size`` one of :func:`cascade_sizes`.
-        others: as :func:`~.samplers.sample`, for the base; each run samples with its own schedule
-            (``schedule`` is ignored: a cascade's runs carry theirs).
+        others: as :func:`~.samplers.sample`, for the base (``annealing`` and ``guidance_interval``
+            too: the stages follow the base's layout, so they see the clean prompt, guided); each
+            run samples with its own schedule (``schedule`` is ignored: a cascade's runs carry theirs).
 
     Raises:
         ConfigError: a size the cascade does not give; others as :func:`~.samplers.sample`.
@@ -111,7 +113,8 @@ def sample_cascade(cascade: Any, text_emb, shape: Sequence[int], *, sampler: str
     base_size = cascade_sizes(cascade)[0]
     base = sample(cascade.base.model, text_emb, (batch, base_size, base_size, channels), schedule=cascade.base.schedule,
                   sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
-                  num_intermediates=num_intermediates, clip_x0=clip_x0, progress=progress, negative_emb=negative_emb)
+                  num_intermediates=num_intermediates, clip_x0=clip_x0, progress=progress, negative_emb=negative_emb,
+                  annealing=annealing, guidance_interval=guidance_interval)
     finals, stage_steps = run_stages(cascade, base.images, text_emb, count, seed=base.seed,
                                      guidance_scale=guidance_scale, clip_x0=clip_x0, negative_emb=negative_emb)
     return cascade_result(base, finals, stage_steps, height, time.perf_counter() - started)

@@ -18,7 +18,7 @@ import tensorflow as tf
 
 from ..model.unet import model_inputs
 from .schedule import NoiseSchedule
-from .steps import apply_guidance, ddim_step, ddpm_step
+from .steps import anneal_condition, apply_guidance, ddim_step, ddpm_step
 
 # model -> {(kind, guided, clip_x0, schedule key): tf.function}. Weak keys, and the compiled
 # functions reach the model only through a weakref, so a cached loop never keeps a model alive.
@@ -53,15 +53,27 @@ def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: st
             return apply_guidance(out_cond, out_null, guidance)
         return tf.cast(model(model_inputs(x, t, cond, extra), training=False), tf.float32)
 
-    def segment(x, cond, uncond, step_t, step_prev, start, stop, guidance, eta, noise_key, extra=()):
+    def segment(x, cond, uncond, step_t, step_prev, start, stop, guidance, eta, noise_key, extra=(), annealing=None,
+                interval=None):
         batch = tf.shape(x)[0]
 
         def body(i, x, _x0):
             # 1. this step's levels, one per batch element (the model takes a (B,) int32 vector)
             t = tf.fill([batch], step_t[i])
             t_prev = tf.fill([batch], step_prev[i])
-            # 2. network output, guided
-            out = predict(x, t, cond, uncond, guidance, extra)
+            # 2. network output, guided (inside the guidance interval only, when one is given: w = 1,
+            #    the conditional output, outside it); with CADS the conditional embedding is noised
+            #    early on (its noise keyed by the step, apart from the image noise's key)
+            level = tf.cast(step_t[i] + 1, tf.float32) / schedule.timesteps  # (0, 1], 1 = pure noise
+            step_guidance, step_cond = guidance, cond
+            if interval is not None:
+                step_guidance = tf.where((level > interval[0]) & (level <= interval[1]), guidance, 1.0)
+            if annealing is not None:
+                cond_key = tf.random.experimental.stateless_fold_in(
+                    tf.random.experimental.stateless_fold_in(noise_key, tf.cast(i, tf.int64)), 1)
+                step_cond = anneal_condition(cond, level, tf.random.stateless_normal(tf.shape(cond), cond_key),
+                                             annealing)
+            out = predict(x, t, step_cond, uncond, step_guidance, extra)
             # 3. this step's noise: a key folded from the run's key and the step index
             z = tf.random.stateless_normal(tf.shape(x), tf.random.experimental.stateless_fold_in(
                 noise_key, tf.cast(i, tf.int64)))

@@ -43,7 +43,8 @@ from ..errors import ConfigError, EncoderError
 from ..logging_utils import progress as progress_bar
 from .compiled import compiled_segment
 from .schedule import NoiseSchedule, make_schedule
-from .steps import ddim_timesteps
+from .result import SampleResult
+from .steps import ConditionAnnealing, ddim_timesteps
 
 log = logging.getLogger(__name__)
 
@@ -51,47 +52,6 @@ DEFAULT_TIMESTEPS = 1000  # T of the default schedule, as in the seed's sample_d
 # With a progress bar the loop returns to Python about this many times per run (plus once per
 # kept intermediate); each return costs well under a millisecond next to a U-Net forward pass.
 PROGRESS_UPDATES = 100
-
-
-@dataclass(frozen=True)
-class SampleResult:
-    """The outcome of one sampling run.
-
-    Attributes:
-        images: final images, float32 in [-1, 1], shape (B, H, W, C).
-        intermediates: kept states x_t, float32, shape (K, B, H, W, C), not clipped (noisy states
-            are not images yet); ``intermediates[0]`` is the starting noise and
-            ``intermediates[-1]`` equals ``images``.
-        timesteps: (K,) int, the noise level t of each kept state in the paper's notation
-            (x_T is the pure noise, so the first entry is T; x_0 is the image, the last entry is 0).
-        seed: the integer seed used (drawn at random when none was given); pass it back to
-            reproduce the images.
-        sampler: "ddpm" or "ddim".
-        steps: number of reverse steps run.
-        guidance_scale: the guidance weight w.
-        eta: DDIM's η (1.0 for DDPM, whose variance is DDIM's η = 1 one).
-        seconds: wall-clock time of the loop, tracing included.
-    """
-
-    images: np.ndarray
-    intermediates: np.ndarray
-    timesteps: np.ndarray
-    seed: int
-    sampler: str
-    steps: int
-    guidance_scale: float
-    eta: float
-    seconds: float
-
-    def to_uint8(self) -> np.ndarray:
-        """The images as uint8 pixels (B, H, W, C), 0 to 255: what an image file holds."""
-        return np.clip(np.round((self.images + 1.0) * 127.5), 0, 255).astype(np.uint8)
-
-    def to_pil(self) -> list:
-        """The images as PIL images (RGB; L for one channel), ready to ``.save(path)``."""
-        from ..image_files import to_pil
-
-        return to_pil(self.images)
 
 
 # --------------------------------------------------------------------------------------------
@@ -167,6 +127,34 @@ def _resolve_seed(seed: Optional[int]) -> int:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"seed: got {seed!r}; allowed: an integer from 0 to {MAX_SEED}, or None")
     return int(seed)
+
+
+def annealing_rows(annealing, prompts: int, batch: int) -> Optional[np.ndarray]:
+    """The loop's (B, 4) condition-annealing table (``steps.anneal_condition``), or None when no
+    image is annealed. ``annealing``: one ``ConditionAnnealing`` for every image, or one (or None)
+    per prompt row, repeated like the embeddings (prompt-major)."""
+    per_prompt = list(annealing) if isinstance(annealing, (list, tuple)) else [annealing] * prompts
+    if len(per_prompt) != prompts or not all(a is None or isinstance(a, ConditionAnnealing) for a in per_prompt):
+        raise ConfigError(f"annealing: got {annealing!r}; allowed: None, a ConditionAnnealing, or one "
+                          f"(or None) per prompt ({prompts})")
+    rows = [(a if a is not None else ConditionAnnealing()).as_row() for a in per_prompt]
+    if not any(row[0] > 0 for row in rows):
+        return None
+    return np.repeat(np.asarray(rows, np.float32), batch // prompts, axis=0)
+
+
+def check_interval(interval) -> Tuple[float, float]:
+    """The guidance interval ``(low, high]`` of noise levels (t + 1) / T; None = every step, (0, 1)."""
+    if interval is None:
+        return 0.0, 1.0
+    try:
+        low, high = (float(v) for v in interval)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not 0.0 <= low < high <= 1.0:
+        raise ConfigError(f"guidance_interval: got {interval!r}; allowed: (low, high) with 0 <= low < high <= 1 "
+                          "(noise levels, 1 = pure noise), or None for every step")
+    return low, high
 
 
 def _resolve_schedule(schedule: Optional[NoiseSchedule], timesteps: Optional[int]) -> NoiseSchedule:
@@ -253,7 +241,9 @@ def loop_args(schedule: NoiseSchedule, step_t: np.ndarray, cond: np.ndarray, gui
 
 def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSchedule], sampler: str,
          steps: Optional[int], eta: float, guidance_scale: float, seed: Optional[int],
-         num_intermediates: int, clip_x0: bool, negative_emb=None, extra: Sequence[Any] = ()) -> SamplingPlan:
+         num_intermediates: int, clip_x0: bool, negative_emb=None, extra: Sequence[Any] = (),
+         annealing: Optional[ConditionAnnealing] = None,
+         guidance_interval: Optional[Tuple[float, float]] = None) -> SamplingPlan:
     """Check every argument (see :func:`sample`) before any compute, then draw x_T: the :class:`SamplingPlan`
     that :func:`sample` and ``streaming.iter_sample`` run (``extra``: an upsampler's further inputs, fixed).
 
@@ -284,6 +274,8 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
         step_t = ddim_timesteps(schedule.timesteps, min(50, schedule.timesteps) if steps is None else steps)
     records = _record_points(len(step_t), num_intermediates)
     seed = _resolve_seed(seed)
+    annealing_table = annealing_rows(annealing, len(np.atleast_2d(np.asarray(text_emb))), shape[0])
+    interval = check_interval(guidance_interval)
 
     # 2. one compiled loop per (model, sampler, guided?, clip, schedule); w = 0 and w = 1 need
     #    a single forward pass, with the unconditional (null or negative) or the conditional embedding
@@ -299,6 +291,10 @@ def plan(model, text_emb, shape: Sequence[int], *, schedule: Optional[NoiseSched
 
     args = loop_args(schedule, step_t, cond, guidance_scale, eta, noise_key, uncond)
     args.update({"extra": tuple(tf.constant(e, tf.float32) for e in extra)} if len(extra) else {})
+    if annealing_table is not None and guidance_scale != 0.0:  # w = 0 never sees the prompt
+        args["annealing"] = tf.constant(annealing_table)
+    if guided and interval != (0.0, 1.0):
+        args["interval"] = tf.constant(interval, tf.float32)
     return SamplingPlan(sampler=sampler, shape=shape, step_t=step_t, records=records, seed=seed, eta=float(eta),
                         guidance_scale=guidance_scale, x_T=x, run_segment=run_segment, args=args)
 
@@ -311,7 +307,8 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
            schedule: Optional[NoiseSchedule] = None, sampler: str = "ddim", steps: Optional[int] = None,
            eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
            num_intermediates: int = 10, clip_x0: bool = True, progress: Optional[bool] = None,
-           negative_emb=None) -> SampleResult:
+           negative_emb=None, annealing: Optional[ConditionAnnealing] = None,
+           guidance_interval: Optional[Tuple[float, float]] = None) -> SampleResult:
     """Generate images with DDPM or DDIM and classifier-free guidance.
 
     Args:
@@ -341,7 +338,8 @@ def sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         ConfigError: any other argument outside what is allowed (also a ValueError).
     """
     options = dict(schedule=schedule, sampler=sampler, steps=steps, eta=eta, guidance_scale=guidance_scale, seed=seed,
-                   num_intermediates=num_intermediates, clip_x0=clip_x0, negative_emb=negative_emb)
+                   num_intermediates=num_intermediates, clip_x0=clip_x0, negative_emb=negative_emb, annealing=annealing,
+                   guidance_interval=guidance_interval)
     if getattr(model, "stages", None) is not None:  # a cascade run: its own method (no import cycle)
         return model.sample(text_emb, shape, progress=progress, **options)
     sampling = plan(model, text_emb, shape, **options)

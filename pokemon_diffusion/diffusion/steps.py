@@ -1,22 +1,26 @@
 """The reverse-process step maths, pure functions of tensors (no model, no loop).
 
 ``ddpm_step`` (DDPM eq. 11 with the posterior of eq. 6-7), ``ddim_step`` (DDIM eq. 12 and 16),
-classifier-free guidance (Ho & Salimans eq. 6) and the DDIM sub-sequence. Each step returns a
-:class:`StepOutput` (prev_sample, pred_original_sample), as diffusers' schedulers do.
+classifier-free guidance (Ho & Salimans eq. 6), condition annealing (CADS) and the DDIM
+sub-sequence. Each step returns a :class:`StepOutput` (prev_sample, pred_original_sample), as
+diffusers' schedulers do.
 
 References:
     DDPM: Ho et al. 2020, eq. 6-7 (posterior q(x_{t-1} | x_t, x_0)) and eq. 11 (reverse step).
     DDIM: Song et al. 2021, "Denoising Diffusion Implicit Models", eq. 12 and eq. 16.
+    CADS: Sadat et al. 2024, "CADS: Unleashing the Diversity of Diffusion Models through
+    Condition-Annealed Sampling", eq. 3-5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
+from typing import Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from ..config import CADS_RANGE
 from ..errors import ConfigError
 from .schedule import NoiseSchedule, gather
 
@@ -42,6 +46,73 @@ def apply_guidance(out_cond: tf.Tensor, out_null: tf.Tensor, guidance_scale) -> 
     combination, because ε = √(1−ᾱ_t)·x_t + √ᾱ_t·v is affine in v with the same x_t in both branches.
     """
     return out_null + guidance_scale * (out_cond - out_null)
+
+
+@dataclass(frozen=True)
+class ConditionAnnealing:
+    """CADS settings (Sadat et al. 2024): noise on the condition early in sampling, for variety.
+
+    While the noise level τ = (t + 1) / T is above ``start`` the conditional embedding is mixed with
+    Gaussian noise, fully at τ ≥ ``end`` (pure noise, rescaled to the embedding's statistics), and
+    less and less down to ``start``, below which the prompt is clean. Seeds of one prompt then
+    take different coarse layouts, which the clean prompt fills in.
+
+    Attributes:
+        strength: s, the noise's scale relative to the embedding's root-mean-square value
+            (0 turns annealing off).
+        start, end: τ₁ < τ₂ in [0, 1] (default ``config.CADS_RANGE``).
+        mix: ψ, the share of the rescaled embedding (eq. 5; 1 = fully rescaled).
+    """
+
+    strength: float = 0.0
+    start: float = CADS_RANGE[0]
+    end: float = CADS_RANGE[1]
+    mix: float = 1.0
+
+    def __post_init__(self) -> None:
+        values = (self.strength, self.start, self.end, self.mix)
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v) for v in values):
+            raise ConfigError(f"condition annealing: got {values}; allowed: finite numbers")
+        if not 0.0 <= self.strength <= 10.0:
+            raise ConfigError(f"condition annealing strength: got {self.strength}; allowed: 0 (off) to 10")
+        if not 0.0 <= self.start < self.end <= 1.0:
+            raise ConfigError(f"condition annealing range: got {self.start}..{self.end}; "
+                              "allowed: 0 <= start < end <= 1 (noise levels, 1 = pure noise)")
+        if not 0.0 <= self.mix <= 1.0:
+            raise ConfigError(f"condition annealing mix: got {self.mix}; allowed: 0 to 1")
+
+    @classmethod
+    def from_config(cls, config) -> Optional["ConditionAnnealing"]:
+        """The settings of a ``SampleConfig`` (``cads_strength``, ``cads_range``), or None when off."""
+        return cls(config.cads_strength, *config.cads_range) if config.cads_strength > 0 else None
+
+    def as_row(self) -> list:
+        """[strength, start, end, mix]: one row of the compiled loop's (B, 4) settings table."""
+        return [self.strength, self.start, self.end, self.mix]
+
+
+def anneal_condition(cond: tf.Tensor, level, noise: tf.Tensor, settings: tf.Tensor) -> tf.Tensor:
+    """CADS (Sadat et al. 2024, eq. 3-5): the condition seen at noise level ``level`` in (0, 1].
+
+    ŷ = √γ·y + s·√(1−γ)·rms(y)·n, γ = 1 below ``start``, 0 above ``end``, linear between (eq. 3);
+    then ŷ rescaled per row to y's mean and standard deviation (eq. 4), mixed ψ : 1−ψ with ŷ (eq. 5).
+    An all-zeros row (the null condition) stays zeros; a row of strength 0 stays as it is.
+
+    Args:
+        cond: (B, dim) float32 embeddings.
+        level: scalar float32, (t + 1) / T of this step.
+        noise: standard normal, shape of ``cond``.
+        settings: (B, 4) or (4,) float32 rows of ``ConditionAnnealing.as_row()``: one per image, or
+            one for all (a row of strength 0 leaves its image's prompt clean).
+    """
+    strength, start, end, mix = tf.unstack(tf.reshape(settings, [-1, 4, 1]), axis=1)  # each (B or 1, 1)
+    gamma = tf.where(strength > 0.0, tf.clip_by_value((end - level) / (end - start), 0.0, 1.0), 1.0)  # 0: off
+    mean, var = tf.nn.moments(cond, axes=[1], keepdims=True)
+    rms = tf.sqrt(tf.reduce_mean(tf.square(cond), axis=1, keepdims=True))
+    noisy = tf.sqrt(gamma) * cond + strength * tf.sqrt(1.0 - gamma) * rms * noise
+    noisy_mean, noisy_var = tf.nn.moments(noisy, axes=[1], keepdims=True)
+    rescaled = (noisy - noisy_mean) * tf.math.divide_no_nan(tf.sqrt(var), tf.sqrt(noisy_var)) + mean
+    return mix * rescaled + (1.0 - mix) * noisy
 
 
 def _alpha_bar_prev(schedule: NoiseSchedule, t_prev: tf.Tensor) -> tf.Tensor:

@@ -74,7 +74,7 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
                 schedule: Optional[NoiseSchedule] = None, sampler: str = "ddim", steps: Optional[int] = None,
                 eta: float = 0.0, guidance_scale: float = 3.0, seed: Optional[int] = None,
                 num_intermediates: int = 10, clip_x0: bool = True, every: int = 5,
-                negative_emb=None) -> Iterator[StreamFrame]:
+                negative_emb=None, annealing=None, guidance_interval=None) -> Iterator[StreamFrame]:
     """Sample like :func:`~pokemon_diffusion.diffusion.samplers.sample`, yielding a frame every ``every`` steps.
 
     Every argument is checked when this function is called, before the first frame is asked for.
@@ -83,8 +83,8 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         model: as in ``sample``, or a cascade run: its base's frames, then each stage's (see the
             module docstring; ``schedule`` is then ignored, its runs carry theirs).
         text_emb, shape, schedule, sampler, steps, eta, guidance_scale, seed,
-            num_intermediates, clip_x0, negative_emb: as in ``sample`` (the result keeps the same
-            intermediates).
+            num_intermediates, clip_x0, negative_emb, annealing, guidance_interval: as in ``sample``
+            (the result keeps the same intermediates).
         every: reverse steps between two frames, >= 1; the last step always yields a frame.
 
     Returns:
@@ -101,11 +101,13 @@ def iter_sample(model, text_emb, shape: Sequence[int] = (1, 32, 32, 3), *,
         sampling = plan(model.base.model, text_emb, (batch, base_size, base_size, channels),
                         schedule=model.base.schedule, sampler=sampler, steps=steps, eta=eta,
                         guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                        clip_x0=clip_x0, negative_emb=negative_emb)
+                        clip_x0=clip_x0, negative_emb=negative_emb, annealing=annealing,
+                        guidance_interval=guidance_interval)
         return _cascade_frames(model, sampling, every, size, count, text_emb, negative_emb, clip_x0)
     sampling = plan(model, text_emb, shape, schedule=schedule, sampler=sampler, steps=steps, eta=eta,
                     guidance_scale=guidance_scale, seed=seed, num_intermediates=num_intermediates,
-                    clip_x0=clip_x0, negative_emb=negative_emb)
+                    clip_x0=clip_x0, negative_emb=negative_emb, annealing=annealing,
+                    guidance_interval=guidance_interval)
     return _frames(sampling, every, model)
 
 

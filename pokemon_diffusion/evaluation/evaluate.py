@@ -33,20 +33,21 @@ from __future__ import annotations
 import logging
 import os
 import time
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from ..config import EVAL_MAX_IMAGES, SAMPLERS, SampleConfig
 from ..errors import ConfigError, DataError, EncoderError
+from ..generate import prompt_annealing
 from . import features as feats
 from . import metrics
+from .eval_data import EvalData, check_dataset_encoder, load_eval_data
 from .conditioning import choose_split_prompts, nearest_neighbour_accuracy, split_accuracy
 from .reconstruction import reconstruction
 from .silhouette import silhouette_features, silhouette_report
 from .variety import variety_report
-from .prompt_following import colour_following
+from .prompt_following import colour_following, colour_prompts
 from .prompt_forms import POKEMON_PER_SPLIT, SEEDS
 from .report import jsonable
 from .samples import colour_embeddings, generate_from_embeddings
@@ -56,55 +57,6 @@ log = logging.getLogger(__name__)
 TOP_K = 5
 FID_NOTE = ("FID is biased upwards for small sample counts (it compares {n} samples in {d} dimensions); "
             "compare FIDs only at the same N. KID is unbiased; its std is over {s} random subsets.")
-
-
-# ------------------------------------------------------------------------------------ dataset
-
-class EvalData:
-    """The dataset as evaluation needs it: entries, images at the run's size, caption embeddings."""
-
-    def __init__(self, entries: List[Any], images: np.ndarray, embeddings: np.ndarray):
-        self.entries = entries
-        self.images = images          # float32 (R, H, W, 3) in [-1, 1], composited on white
-        self.embeddings = embeddings  # float32 (R, text_dim)
-
-    def __len__(self) -> int:
-        return len(self.entries)
-
-    @property
-    def names(self) -> List[str]:
-        return [e.name for e in self.entries]
-
-    @property
-    def types(self) -> List[List[str]]:
-        return [list(e.types) for e in self.entries]
-
-
-def load_eval_data(data_dir: os.PathLike | str, image_size: int) -> EvalData:
-    """Read the dataset with the training loader (``data.dataset.load_examples``), at ``image_size``.
-
-    The same loader as training means the same entries, order and pixels, hence the same held-out split.
-
-    Raises:
-        DataError: missing metadata, or no entry with a readable image and embedding.
-    """
-    from ..data.dataset import load_examples
-
-    examples = load_examples(data_dir, (image_size, image_size))
-    return EvalData(list(examples.entries), examples.images, examples.embeddings)
-
-
-def check_dataset_encoder(data_dir: os.PathLike | str, run_encoder) -> None:
-    """The dataset's captions must be embedded with the encoder the run was trained with.
-
-    Raises:
-        EncoderError: another encoder or size (names both and says how to fix it).
-        CheckpointError: ``DIR/embeddings.json`` is missing or unreadable.
-    """
-    from ..run_dir import read_encoder_info
-
-    info = read_encoder_info(Path(data_dir) / "embeddings.json")
-    run_encoder.check(info.name, info.dim, what=f"the dataset's embeddings ({data_dir}/embeddings.json)")
 
 
 # ------------------------------------------------------------------------------------ sampling
@@ -212,7 +164,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
              cache_dir: Optional[os.PathLike | str] = None, progress: Optional[bool] = None,
              guidance_scales: Sequence[float] = (), colour_seeds: int = 4,
              prompt_encoder: Any = None, variety_seeds: int = 4, variety_prompts: int = 8,
-             prompt_forms: int = POKEMON_PER_SPLIT, prompt_form_seeds: int = SEEDS) -> Dict[str, Any]:
+             prompt_forms: int = POKEMON_PER_SPLIT, prompt_form_seeds: int = SEEDS,
+             variety_options: Optional[SampleConfig] = None) -> Dict[str, Any]:
     """Sample ``num`` images from a run with the dataset's captions and measure them.
 
     Args:
@@ -221,6 +174,7 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
             run's text encoder).
         num: samples to generate, one per caption chosen with ``seed`` (2 or more).
         seed: seeds the caption choice, the sampling noise (batch i: seed + i) and KID's subsets.
+        variety_options: its ``cads_*`` and ``guidance_interval`` apply to every sample (default: SampleConfig()'s).
         sampler, steps, guidance_scale, eta: as in ``diffusion.samplers.sample``. ``steps=None``
             means 50 DDIM steps (T if T < 50); DDPM always runs all T steps (``steps`` None or T,
             ``eta`` 0).
@@ -311,15 +265,24 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
                                             if colour_seeds else (None, [], "colour_seeds = 0"))
     real_uint8 = feats.to_uint8(data.images)
     real_shapes = silhouette_features(real_uint8)
-    draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress)
+    variety_options = variety_options or SampleConfig()
+    draw = dict(sampler=sampler, steps=steps, eta=eta, seed=seed, batch_size=batch_size, progress=progress,
+                guidance_interval=variety_options.guidance_interval)
+
+    def anneal(texts):  # condition annealing per prompt, as `sample` decides it (generate.prompt_annealing)
+        return prompt_annealing(loaded, texts, variety_options)
+
+    captions = [data.entries[i].caption for i in prompt_index]
     sweep, generated, colour_following_report = [], None, {"skipped": colour_skip}
     for w in scales:
-        images = generate_from_embeddings(loaded, data.embeddings[prompt_index], guidance_scale=w, **draw)
+        images = generate_from_embeddings(loaded, data.embeddings[prompt_index], guidance_scale=w,
+                                          annealing=anneal(captions), **draw)
         point: Dict[str, Any] = {"guidance_scale": w, "conditioning": _headline(conditioning_accuracy(
             images, data, prompt_index, heldout=held)),
             "silhouette": silhouette_report(feats.to_uint8(images), real_shapes)}
         if colour_vectors is not None:
-            drawn = generate_from_embeddings(loaded, colour_vectors, guidance_scale=w, **draw)
+            drawn = generate_from_embeddings(loaded, colour_vectors, guidance_scale=w,
+                                             annealing=anneal(colour_prompts(seeds=colour_seeds)), **draw)
             point["colour_following"] = colour_following(feats.to_uint8(drawn), colours)
         if generated is None:
             generated, colour_following_report = images, point.get("colour_following", colour_following_report)
@@ -330,7 +293,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
     if variety_seeds:
         chosen = np.asarray(prompt_index)[:variety_prompts]
         drawn = generate_from_embeddings(loaded, np.repeat(data.embeddings[chosen], variety_seeds, axis=0),
-                                         guidance_scale=scales[0], **draw)
+                                         guidance_scale=scales[0], annealing=anneal(
+                                             [c for c in captions[:variety_prompts] for _ in range(variety_seeds)]),
+                                         **draw)
         variety = variety_report(feats.to_uint8(drawn), variety_seeds, real_uint8, seed=seed)
         variety["prompts"] = [data.names[i] for i in chosen]
     forms: Dict[str, Any] = {"skipped": "prompt_forms = 0"}
@@ -346,8 +311,8 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
             forms = prompt_form_report(
                 loaded, data, train_idx, val_idx, seeds=prompt_form_seeds, seed=seed, k=TOP_K,
                 num_pokemon=prompt_forms, encode=encode,
-                generate=lambda emb, seed: generate_from_embeddings(loaded, emb, guidance_scale=scales[0],
-                                                                    **{**draw, "seed": seed}))
+                generate=lambda emb, seed, texts: generate_from_embeddings(
+                    loaded, emb, guidance_scale=scales[0], annealing=anneal(texts), **{**draw, "seed": seed}))
         except EncoderError as exc:
             forms = {"skipped": f"the run's text encoder cannot be loaded: {exc}"}
     lap("sampling")
@@ -376,7 +341,9 @@ def evaluate(run_dir: os.PathLike | str, data_dir: os.PathLike | str, *, num: in
         "num_real": len(data),
         "seed": seed,
         "sampling": {"sampler": sampler, "steps": steps, "guidance_scale": guidance_scale,
-                     "eta": 1.0 if sampler == "ddpm" else eta,
+                     "eta": 1.0 if sampler == "ddpm" else eta, "cads_strength": variety_options.cads_strength,
+                     "cads_range": variety_options.cads_range, "cads_names": variety_options.cads_names,
+                     "guidance_interval": variety_options.guidance_interval,
                      "image_size": model_cfg.image_size, "text_encoder": loaded.encoder.name},
         "heldout_loss": heldout,
         "conditioning": conditioning,

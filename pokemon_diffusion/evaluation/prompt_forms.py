@@ -96,10 +96,11 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
     Args:
         loaded: the run (``load_run``); its name table enriches unless ``table`` is given.
         data: the run's dataset at its image size: ``entries`` and float ``images`` in [-1, 1]
-            (``evaluate.EvalData``).
+            (``eval_data.EvalData``).
         train_idx, val_idx: the run's split of ``data``.
         encode: texts -> (N, dim) embeddings with the run's encoder.
-        generate: ``(embeddings, seed=...) -> images in [-1, 1]``, one per row (the sampler settings bound).
+        generate: ``(embeddings, seed=..., texts=...) -> images in [-1, 1]``, one per row, ``texts`` the
+            row's prompt (for per-prompt settings: ``generate.prompt_annealing``; the rest bound).
         num_pokemon: Pokémon per split; seeds: images per prompt (2 or more, for variety).
     """
     from . import features as feats
@@ -126,7 +127,8 @@ def prompt_form_report(loaded, data, train_idx: Sequence[int], val_idx: Sequence
                 variants[(split, form, True)] = [enrich_prompt(t, table).text for t in typed]
     texts = list(dict.fromkeys(t for group in variants.values() for t in group))
     log.info("prompt forms: %d distinct prompts x %d seeds", len(texts), seeds)
-    images = feats.to_uint8(generate(np.repeat(encode(texts), seeds, axis=0), seed=seed))
+    images = feats.to_uint8(generate(np.repeat(encode(texts), seeds, axis=0), seed=seed,
+                                     texts=[t for t in texts for _ in range(seeds)]))
     features = feats.pixel_features(images.astype(np.float32) / 127.5 - 1.0)
     row = {t: i for i, t in enumerate(texts)}
     out: Dict[str, Any] = {"forms": list(FORMS), "seeds": seeds, "k": k, "enrichment": table is not None,
@@ -158,8 +160,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pokemon_diffusion.evaluation.prompt_forms RUN --data DIR [--out REPORT.json]``."""
     from types import SimpleNamespace
 
+    from ..config import SampleConfig
+
     from ..data.dataset import load_examples, split_by_pokemon
-    from ..generate import encode_prompts
+    from ..generate import encode_prompts, prompt_annealing
     from ..pretrained import load_pretrained
     from ..run_dir import load_run, read_encoder_info
     from .samples import generate_from_embeddings
@@ -173,8 +177,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
     parser.add_argument("--guidance", type=float, default=3.0)
+    parser.add_argument("--cads", type=float, default=SampleConfig().cads_strength, help="condition annealing strength")
+    parser.add_argument("--cads-range", default=",".join(map(str, SampleConfig().cads_range)), metavar="LOW,HIGH")
+    parser.add_argument("--cads-names", action="store_true", help="anneal prompts that name a Pokémon too")
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
+    options = SampleConfig(cads_strength=args.cads, cads_range=tuple(float(v) for v in args.cads_range.split(",")),
+                           cads_names=args.cads_names)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_pretrained() if args.run == "reference" else load_run(args.run)
     info = read_encoder_info(f"{args.data}/embeddings.json")
@@ -185,10 +194,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     train_idx, val_idx = split_by_pokemon(data.entries, loaded.config.train.val_fraction, loaded.config.train.seed)
     report = prompt_form_report(
         loaded, data, train_idx, val_idx, encode=lambda texts: encode_prompts(loaded, texts),
-        generate=lambda emb, seed: generate_from_embeddings(loaded, emb, steps=args.steps,
-                                                            guidance_scale=args.guidance, seed=seed),
+        generate=lambda emb, seed, texts: generate_from_embeddings(
+            loaded, emb, steps=args.steps, guidance_scale=args.guidance, seed=seed,
+            annealing=prompt_annealing(loaded, texts, options)),
         num_pokemon=args.pokemon, seeds=args.seeds, seed=args.seed)
-    report.update(run=args.run, data=args.data, steps=args.steps, guidance=args.guidance)
+    report.update(run=args.run, data=args.data, steps=args.steps, guidance=args.guidance, cads=args.cads,
+                  cads_range=args.cads_range, cads_names=args.cads_names)
     from .report import format_prompt_forms
 
     print(format_prompt_forms(report))

@@ -163,7 +163,7 @@ def evaluate_upsampler_run(run_dir: os.PathLike | str, data_dir: os.PathLike | s
     """
     from ..data.dataset import split_by_pokemon
     from ..run_dir import CascadeRun, load_run
-    from .evaluate import check_dataset_encoder, load_eval_data
+    from .eval_data import check_dataset_encoder, load_eval_data
 
     run = load_run(run_dir)
     if isinstance(run, CascadeRun):
