@@ -9,8 +9,10 @@ import pytest
 
 from pokemon_diffusion.app.browser import Chromium, browser_missing
 from pokemon_diffusion.app.session import FRAMES_PER_RUN, AppSession, frame_picture
+from pokemon_diffusion.config import SampleConfig
 from pokemon_diffusion.diffusion.samplers import sample
 from pokemon_diffusion.errors import ConfigError
+from pokemon_diffusion.generate import prompt_annealing
 from pokemon_diffusion.run_dir import load_run
 from test_app import free_port
 from test_cascade import DIM, tiny, write_run
@@ -52,7 +54,8 @@ def test_every_stage_streams_live_and_the_end_is_sample_cascades_picture(session
     assert last.done and last.steps == 7 and "done: 7 steps" in last.status() and "32×32" in last.status()
     embedding = HashEncoder("test-encoder", DIM).encode(["a fire dragon"])
     expected = sample(session.run, embedding, (1, 32, 32, 3), steps=4, seed=5, guidance_scale=3.0, progress=False,
-                      num_intermediates=2 * FRAMES_PER_RUN)
+                      num_intermediates=2 * FRAMES_PER_RUN,  # and sampling's default condition annealing
+                      annealing=prompt_annealing(session.run, ["a fire dragon"], SampleConfig()))
     np.testing.assert_array_equal(last.x_t, frame_picture(expected.images))
     small = list(session.stream(session.parse("a fire dragon", 1, "ddim", 4, 3.0, "5", size=16)))
     assert {u.stages for u in small} == {0} and "upsampler" not in small[0].status()

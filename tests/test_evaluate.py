@@ -230,7 +230,8 @@ def test_evaluate_end_to_end_with_random_inception(tiny_run, empty_keras_home, t
     json.dumps(report, allow_nan=False)  # strict JSON
     assert report["num_samples"] == 4 and report["num_real"] == 6
     assert report["sampling"] == {"sampler": "ddim", "steps": 3, "guidance_scale": 2.0, "eta": 0.0,
-                                  "image_size": 16, "text_encoder": ENCODER}
+                                  "image_size": 16, "text_encoder": ENCODER, "cads_strength": 0.5,
+                                  "cads_range": [0.3, 0.7], "cads_names": False, "guidance_interval": None}
     held = report["heldout_loss"]
     # val_fraction 0.34 of 6 one-image Pokémon: 3 held out; 8 grid points of t over T = 20
     assert held["num_images"] == 3 and held["timesteps"] == 8 and held["loss"] > 0

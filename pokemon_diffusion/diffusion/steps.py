@@ -106,13 +106,13 @@ def anneal_condition(cond: tf.Tensor, level, noise: tf.Tensor, settings: tf.Tens
             one for all (a row of strength 0 leaves its image's prompt clean).
     """
     strength, start, end, mix = tf.unstack(tf.reshape(settings, [-1, 4, 1]), axis=1)  # each (B or 1, 1)
-    gamma = tf.where(strength > 0.0, tf.clip_by_value((end - level) / (end - start), 0.0, 1.0), 1.0)  # 0: off
+    gamma = tf.clip_by_value((end - level) / (end - start), 0.0, 1.0)
     mean, var = tf.nn.moments(cond, axes=[1], keepdims=True)
     rms = tf.sqrt(tf.reduce_mean(tf.square(cond), axis=1, keepdims=True))
     noisy = tf.sqrt(gamma) * cond + strength * tf.sqrt(1.0 - gamma) * rms * noise
     noisy_mean, noisy_var = tf.nn.moments(noisy, axes=[1], keepdims=True)
     rescaled = (noisy - noisy_mean) * tf.math.divide_no_nan(tf.sqrt(var), tf.sqrt(noisy_var)) + mean
-    return mix * rescaled + (1.0 - mix) * noisy
+    return tf.where(strength > 0.0, mix * rescaled + (1.0 - mix) * noisy, cond)  # strength 0: bit for bit
 
 
 def _alpha_bar_prev(schedule: NoiseSchedule, t_prev: tf.Tensor) -> tf.Tensor:
