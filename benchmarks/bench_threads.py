@@ -99,18 +99,6 @@ def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "au
             "inter": os.environ.get("TF_NUM_INTEROP_THREADS", "default")}
 
 
-def _free_ports(n: int) -> list:
-    import socket
-
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
-
-
 def _run(name: str, args) -> float:
     name, _, precision = name.partition("@")
     mixed = "off" if precision == "fp32" else args.mixed
@@ -123,11 +111,12 @@ def _run(name: str, args) -> float:
            "--steps", str(args.steps), "--mixed", mixed] + (["--config", args.config] if args.config else [])
     envs = [env]
     if name in ("workers2", "procs2"):
-        cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
         envs = [{**env, "PD_PIN_CORE": str(i % (os.cpu_count() or 1))} for i in range(2)]
         if name == "workers2":
-            for i, e in enumerate(envs):
-                e["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})
+            from pokemon_diffusion.training.distribute import local_tf_configs
+
+            for e, tf_config in zip(envs, local_tf_configs(2)):
+                e["TF_CONFIG"] = tf_config
     procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) for e in envs]
     rates = []
     for proc in procs:

@@ -7,10 +7,8 @@ it removes. GroupNorm and no dropout, as in test_training_mirrored.py: BatchNorm
 per replica by design.
 """
 
-import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -18,21 +16,12 @@ from pathlib import Path
 import pytest
 
 from helpers_training import tiny_config, write_tiny_dataset
+from pokemon_diffusion.training.distribute import local_tf_configs
 from pokemon_diffusion.training.metrics import read_metrics
 from test_resume_damaged import _tensors
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_S = 420
-
-
-def _free_ports(n):
-    sockets = [socket.socket() for _ in range(n)]
-    for s in sockets:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in sockets]
-    for s in sockets:
-        s.close()
-    return ports
 
 
 def _command(data, out, config):
@@ -47,11 +36,11 @@ def test_two_workers_match_one_process_and_only_the_chief_writes(tmp_path):
                          grad_clip_norm=0.05, cond_drop=0.5).to_json()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", "TF_CPP_MIN_LOG_LEVEL": "2",
            "POKEMON_DIFFUSION_PROGRESS": "0"}
-    cluster = {"worker": [f"127.0.0.1:{port}" for port in _free_ports(2)]}
+    tf_configs = local_tf_configs(2)
     runs, temps, procs = [tmp_path / "chief", tmp_path / "worker1"], [tmp_path / "tmp0", tmp_path / "tmp1"], []
     for index in range(2):
         temps[index].mkdir()
-        tf_config = json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})
+        tf_config = tf_configs[index]
         procs.append(subprocess.Popen(_command(data, runs[index], config) + ["--strategy", "multiworker"], cwd=ROOT,
                                       env={**env, "TF_CONFIG": tf_config, "TMPDIR": str(temps[index])},
                                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))

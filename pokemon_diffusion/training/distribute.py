@@ -15,7 +15,7 @@ loss scaling unnecessary; ``"auto"`` only where it is faster (``hardware.py``).
 from __future__ import annotations
 
 import logging
-from typing import Dict, Tuple
+from typing import Dict, List, Tuple
 
 import tensorflow as tf
 
@@ -102,6 +102,21 @@ def _multiworker() -> tf.distribute.Strategy:
                     resolver.cluster_spec().as_dict() if resolver and resolver.cluster_spec() else "no cluster",
                     _CREATED[key].num_replicas_in_sync)
     return _CREATED[key]
+
+
+def local_tf_configs(workers: int) -> List[str]:
+    """TF_CONFIG values for ``workers`` worker processes on this machine (127.0.0.1, free ports),
+    one per worker in task order: what ``--strategy multiworker`` reads in each process."""
+    import json
+    import socket
+
+    sockets = [socket.socket() for _ in range(workers)]
+    for s in sockets:  # all bound at once, so that the ports differ
+        s.bind(("127.0.0.1", 0))
+    cluster = {"worker": [f"127.0.0.1:{s.getsockname()[1]}" for s in sockets]}
+    for s in sockets:
+        s.close()
+    return [json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}}) for i in range(workers)]
 
 
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
