@@ -36,7 +36,7 @@ def parse_args(argv=None):
     parser.add_argument("--guidance", type=float, default=3.0)
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per size after the warm-up")
     parser.add_argument("--threads", type=int, default=None,
-                        help="TensorFlow intra-op threads (default: TensorFlow's choice, every core)")
+                        help="TensorFlow intra-op threads, one op at a time (default: as `sample` sets them)")
     parser.add_argument("--no-encoder", action="store_true",
                         help="a fixed unit embedding instead of encoding the prompt (runs without its encoder)")
     parser.add_argument("--float32", action="store_true",
@@ -53,6 +53,10 @@ def main(argv=None) -> dict:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
+    else:  # as the `sample` command sets them (threads.py)
+        from pokemon_diffusion.threads import configure_for_sampling
+
+        configure_for_sampling()
     from pokemon_diffusion.config import SampleConfig
     from pokemon_diffusion.generate import generate
     from pokemon_diffusion.image_files import save_images

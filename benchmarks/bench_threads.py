@@ -19,7 +19,11 @@ Configurations (``--configs``), ``NAME`` = ``INTRAxINTER`` or ``mirroredN``:
                  batch: the sum of their img/s, the ceiling of what both cores give (not one run)
 
 A name ending in ``@fp32`` (``default@fp32``) runs that configuration in float32 whatever ``--mixed``
-says, so a run can compare the package default against the float32 step of before.
+says, so a run can compare the package default against the float32 step of before; ``@b1`` runs it
+with one step branch (``TrainConfig.branches = 1``, TensorFlow's default threads): the step before
+branches; ``@moments`` traces it with the GroupNorm fast path off (Keras' moments, as before
+issue 28). ``default@fp32@b1@moments`` is the reference's step as it was when issue 28 was filed. ``default`` is the package default: "auto" branches,
+whose thread pools the trainer sets itself (two branches: one thread per op, two ops at a time).
 
 ``--config pretrained|FILE`` measures that RunConfig's model (the shipped reference's: GroupNorm)
 instead of the default one; ``--mixed on|off|auto`` its precision (default: the package's, "auto").
@@ -64,7 +68,8 @@ def _precision(mixed: str):
     return {"on": True, "off": False}.get(mixed, TrainConfig.mixed_precision)
 
 
-def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "auto") -> dict:
+def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "auto", branches=None,
+           moments: bool = False) -> dict:
     """Time the trainer's step in this process, under the thread settings of its environment
     (``PD_PIN_CORE``: pin to that core; ``TF_CONFIG``: one worker of a multi-worker run)."""
     import numpy as np
@@ -84,7 +89,13 @@ def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "au
         from pokemon_diffusion.training.distribute import split_cpu
         split_cpu(replicas)
         strategy = "mirrored"
-    trainer, batches = _trainer(size, batch, mixed=_precision(mixed), strategy=strategy, config=base_config(config_spec))
+    if moments:  # before the trainer traces its step: the GroupNorm fast path is never taken
+        from pokemon_diffusion.model import fast_norm
+        fast_norm._group_fusable = lambda *a: False
+    config = base_config(config_spec)
+    if branches is not None:
+        config = config.replace(train=config.train.replace(branches=branches))
+    trainer, batches = _trainer(size, batch, mixed=_precision(mixed), strategy=strategy, config=config)
     for _ in range(2):
         trainer.train_step(next(batches))
     float(trainer.step.numpy())  # wait for the warm-up steps
@@ -93,22 +104,23 @@ def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "au
         loss = trainer.train_step(next(batches))
     float(np.asarray(loss))
     wall = time.perf_counter() - start
-    return {"img_per_s": batch * steps / wall, "replicas": trainer.replicas,
+    return {"img_per_s": batch * steps / wall, "replicas": trainer.replicas, "branches": trainer.branches,
             # TensorFlow reads these at start-up; its getters report 0 for "not set through the API"
             "intra": os.environ.get("TF_NUM_INTRAOP_THREADS", "default"),
             "inter": os.environ.get("TF_NUM_INTEROP_THREADS", "default")}
 
 
 def _run(name: str, args) -> float:
-    name, _, precision = name.partition("@")
-    mixed = "off" if precision == "fp32" else args.mixed
+    name, *suffixes = name.split("@")
+    mixed = "off" if "fp32" in suffixes else args.mixed
     env = {**os.environ, **config_env(name, os.cpu_count() or 1)}
     if name == "peer":
         cmd = [sys.executable, args.peer, "--size", str(args.size), "--batch", str(args.batch), "--steps", str(args.steps)]
         out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env).stdout
         return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
     cmd = [sys.executable, str(Path(__file__)), "--worker", "--size", str(args.size), "--batch", str(args.batch),
-           "--steps", str(args.steps), "--mixed", mixed] + (["--config", args.config] if args.config else [])
+           "--steps", str(args.steps), "--mixed", mixed] + (["--config", args.config] if args.config else []) \
+        + (["--branches", "1"] if "b1" in suffixes else []) + (["--moments"] if "moments" in suffixes else [])
     envs = [env]
     if name in ("workers2", "procs2"):
         envs = [{**env, "PD_PIN_CORE": str(i % (os.cpu_count() or 1))} for i in range(2)]
@@ -140,9 +152,12 @@ def main(argv=None) -> int:
     parser.add_argument("--mixed", choices=("on", "off", "auto"), default="auto",
                         help="mixed precision (default: the package's default, 'auto')")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--branches", type=int, default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--moments", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.size, args.batch, args.steps, args.config, args.mixed)), flush=True)
+        print(json.dumps(worker(args.size, args.batch, args.steps, args.config, args.mixed, args.branches, args.moments)),
+              flush=True)
         return 0
     names = list(args.configs) + (["peer"] if args.peer else [])
     runs = {name: [] for name in names}

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 COMMANDS = ("collect", "embed", "train", "sample", "evaluate", "demo", "app", "export")
 TENSORFLOW_COMMANDS = ("train", "sample", "evaluate", "demo", "app")
+SAMPLING_COMMANDS = ("sample", "evaluate", "app")  # their thread pools are set for sampling (threads.py)
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM
@@ -100,6 +101,10 @@ def _run(args: argparse.Namespace) -> int:
         on_jax = getattr(args, "backend", None) == "jax"  # `train --backend jax` never imports TensorFlow
         if args.command in TENSORFLOW_COMMANDS and not args.verbose and not on_jax:
             start_tensorflow_quietly()  # -v keeps TensorFlow's own start-up lines
+        if args.command in SAMPLING_COMMANDS:  # before TensorFlow starts (train sets its own, from its branches)
+            from .threads import configure_for_sampling
+
+            configure_for_sampling()
         return int(args.func(args) or 0)
     except PokemonDiffusionError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -26,7 +26,7 @@ from ._config_types import type_name, value_has_type
 from .caption_templates import CAPTION_FORMS, caption_template_text
 from .atomic import atomic_write_text
 from .errors import ConfigError
-from .hardware import AUTO as MIXED_PRECISION_AUTO
+from .hardware import AUTO
 
 BULBAPEDIA_URL = "https://bulbapedia.bulbagarden.net/wiki/List_of_Pok%C3%A9mon_by_National_Pok%C3%A9dex_number"
 SOURCES = ("pokedex", "bulbapedia", "folder")
@@ -266,8 +266,10 @@ class TrainConfig(BaseConfig):
     val_fraction: float = 0.05
     flip: bool = True
     seed: int = 0
-    mixed_precision: Union[bool, str] = MIXED_PRECISION_AUTO  # bfloat16 where measured faster (hardware.py), else float32
+    mixed_precision: Union[bool, str] = AUTO  # bfloat16 where measured faster (hardware.py), else float32
     strategy: str = "auto"
+    # the step's batch as this many independent branches, each on its own CPU cores (hardware.train_branches)
+    branches: Union[int, str] = AUTO
     checkpoint_every: int = 500
     max_checkpoints: int = 3
     eval_every: int = 500
@@ -302,8 +304,10 @@ class TrainConfig(BaseConfig):
         self._check("val_fraction", 0.0 <= self.val_fraction < 1.0, "0 <= val_fraction < 1")
         self._range("seed", 0, MAX_SEED)
         self._choice("strategy")
-        self._check("mixed_precision", self.mixed_precision in (True, False, MIXED_PRECISION_AUTO),
-                    f'true | false | "{MIXED_PRECISION_AUTO}"')
+        self._check("mixed_precision", self.mixed_precision in (True, False, AUTO),
+                    f'true | false | "{AUTO}"')
+        self._check("branches", self.branches == AUTO or (type(self.branches) is int and 1 <= self.branches <= 64),
+                    f'an integer from 1 to 64, or "{AUTO}"')
         self._range("checkpoint_every", 1, 10_000_000)
         self._range("max_checkpoints", 1, 1000)
         self._range("eval_every", 1, 10_000_000)
@@ -337,7 +341,7 @@ class SampleConfig(BaseConfig):
     enrich: bool = True  # a Pokémon's name in a prompt gets its known description (prompts.py)
     negative_prompt: Optional[str] = None  # guidance steps away from it (None: the null condition, zeros)
     # the network in bfloat16 where the CPU runs it natively (hardware.py; applied by load_run)
-    mixed_precision: Union[bool, str] = MIXED_PRECISION_AUTO
+    mixed_precision: Union[bool, str] = AUTO
     # condition-annealed sampling (CADS, diffusion/steps.py): noise on the prompt above these noise levels
     cads_strength: float = 0.5  # 0: off; relative to the embedding's RMS (steps.ConditionAnnealing)
     cads_range: Tuple[float, float] = CADS_RANGE  # (ConditionAnnealing.from_config builds the settings)
@@ -346,8 +350,8 @@ class SampleConfig(BaseConfig):
     guidance_interval: Optional[Tuple[float, float]] = None
 
     def validate(self) -> None:
-        self._check("mixed_precision", self.mixed_precision in (True, False, MIXED_PRECISION_AUTO),
-                    f'true | false | "{MIXED_PRECISION_AUTO}"')
+        self._check("mixed_precision", self.mixed_precision in (True, False, AUTO),
+                    f'true | false | "{AUTO}"')
         self._check("negative_prompt", self.negative_prompt is None or bool(self.negative_prompt.strip()),
                     "None or a non-empty text")
         self._choice("sampler")

@@ -13,6 +13,10 @@ than float32 for this project's TensorFlow training step (docs/PERFORMANCE.md):
 
 The JAX backend's step has not been measured in bfloat16 on a CPU: there "auto" is float32.
 
+``TrainConfig.branches`` is the other CPU choice made here: how many independent branches the
+TensorFlow train step splits its batch into (:func:`train_branches`), each branch's convolutions
+on its own cores (``threads.configure_threads``).
+
 No TensorFlow or JAX import here: each backend's trainer says whether it runs on a GPU.
 """
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import functools
 import logging
 from pathlib import Path
+import os
 from typing import FrozenSet, Optional, Union
 
 log = logging.getLogger(__name__)
@@ -78,3 +83,40 @@ def use_mixed_precision(setting: Union[bool, str], gpu: bool, flags: Optional[Fr
         _LOGGED.add(why)
         log.info("mixed_precision auto: %s", why)
     return use
+
+
+def available_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask: ``taskset`` counts), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # no affinity API (macOS)
+        return max(1, os.cpu_count() or 1)
+
+
+def train_branches(setting: Union[int, str], *, gpu: bool, norm: str, distributed: bool = False,
+                   backend: str = "tensorflow", cores: Optional[int] = None) -> int:
+    """How many branches the train step splits each replica's batch into, for ``branches = setting``.
+
+    A number is taken as it is (TensorFlow backend). ``"auto"`` gives 2 on a TensorFlow CPU step
+    with at least two cores, one replica (not ``distributed``) and a norm without batch statistics
+    (GroupNorm normalises each example alone, so the update is the whole batch's), else 1. The
+    reference's step on a 2-core CPU: 1.2x the one-branch step at 32², 1.1x at 64²
+    (docs/PERFORMANCE.md); four branches were slower than two there. BatchNorm keeps one branch
+    (each would have its own batch statistics); a GPU or several replicas already split the work.
+    """
+    if backend != "tensorflow":
+        return 1  # the JAX step is one XLA program: XLA schedules it
+    if setting != AUTO:
+        return int(setting)
+    cores = available_cores() if cores is None else cores
+    use = 2 if (not gpu and not distributed and norm != "batch" and cores >= 2) else 1
+    log.debug("branches auto: %d (%s, %s, norm %s)", use, "a GPU" if gpu else f"{cores} CPU core(s)",
+              "several replicas" if distributed else "one replica", norm)  # the run's own log line says it
+    return use
+
+
+def split_guided_pass(*, gpu: bool, cores: Optional[int] = None) -> bool:
+    """Whether a guided sampling step runs its conditional and unconditional passes as two
+    branches (side by side, one per core) instead of one pass over both halves: on a CPU with at
+    least two cores (docs/PERFORMANCE.md). A GPU keeps the one pass: half the kernel launches."""
+    return not gpu and (available_cores() if cores is None else cores) >= 2

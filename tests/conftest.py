@@ -39,3 +39,12 @@ def package_log(caplog):
     logger.addHandler(caplog.handler)
     yield caplog
     logger.removeHandler(caplog.handler)
+
+
+@pytest.fixture
+def one_pass(monkeypatch):
+    """The guided step as one batched pass over [cond; uncond] (a GPU's form;
+    a multi-core CPU splits it): tests that count the model's calls per step."""
+    from pokemon_diffusion.diffusion import compiled
+
+    monkeypatch.setattr(compiled, "split_guided_pass", lambda **kwargs: False)

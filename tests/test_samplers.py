@@ -295,7 +295,24 @@ def test_a_zero_negative_embedding_is_the_null_condition(model, small_schedule):
     np.testing.assert_array_equal(zeros.images, today.images)
 
 
-def test_the_unconditional_branch_receives_the_negative_embedding(model, small_schedule):
+def test_the_split_guided_pass_gives_the_batched_passes_images(model, small_schedule, monkeypatch):
+    from pokemon_diffusion.diffusion import compiled
+
+    emb, negative = np.linspace(-1, 1, 4).astype(np.float32), np.full(4, 0.5, np.float32)
+    kwargs = dict(schedule=small_schedule, steps=3, seed=5, guidance_scale=3.0, negative_emb=negative)
+    results = {}
+    for split in (False, True):
+        monkeypatch.setattr(compiled, "split_guided_pass", lambda split=split, **kw: split)
+        recorder = Recorder(model)
+        results[split] = (sample(recorder, emb, (2, 8, 8, 3), **kwargs).images, recorder.seen)
+    np.testing.assert_allclose(results[True][0], results[False][0], atol=1e-5)
+    split_seen = results[True][1]
+    assert len(split_seen) == 6  # two passes per step (run side by side: in either order)
+    assert sorted(tuple(np.asarray(s)[0]) for s in split_seen) == sorted([tuple(emb)] * 3 + [tuple(negative)] * 3)
+    assert all(np.asarray(s).shape == (2, 4) for s in split_seen)
+
+
+def test_the_unconditional_branch_receives_the_negative_embedding(model, small_schedule, one_pass):
     emb, negative = np.linspace(-1, 1, 4).astype(np.float32), np.full(4, 0.5, np.float32)
     recorder = Recorder(model)
     kwargs = dict(schedule=small_schedule, steps=3, seed=5, clip_x0=False)

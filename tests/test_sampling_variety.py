@@ -86,7 +86,7 @@ def test_annealing_changes_the_images_reproducibly_without_retracing(model, sche
     assert not np.allclose(other.images, first.images, atol=1e-4)
 
 
-def test_only_the_conditional_half_of_early_steps_is_noised(model, schedule):
+def test_only_the_conditional_half_of_early_steps_is_noised(model, schedule, one_pass):
     emb, negative = np.linspace(-1, 1, DIM).astype(np.float32), np.full(DIM, 0.5, np.float32)
     recorder = Recorder(model)
     # DDIM-5 over T = 20 visits levels (t + 1) / T = 1.0, 0.75, 0.5, 0.3, 0.05: annealed while above 0.6
@@ -102,7 +102,7 @@ def test_only_the_conditional_half_of_early_steps_is_noised(model, schedule):
             np.testing.assert_allclose(seen[:2], np.stack([emb, emb]), atol=1e-5)
 
 
-def test_annealing_per_prompt_leaves_the_other_prompts_clean(model, schedule):
+def test_annealing_per_prompt_leaves_the_other_prompts_clean(model, schedule, one_pass):
     emb = np.stack([np.linspace(-1, 1, DIM), np.linspace(1, -1, DIM)]).astype(np.float32)
     recorder = Recorder(model)
     sample(recorder, emb, (4, 8, 8, 3), schedule=schedule, steps=5, seed=1, guidance_scale=3.0,

@@ -48,6 +48,9 @@ FIELD_FLAGS = (
      "mixed_float16 with loss scaling on GPU, mixed_bfloat16 on CPU; '--mixed-precision auto': only where "
      "measured faster (a GPU, a CPU with AMX)"),
     ("--strategy", "train", "strategy", "S", "tf.distribute strategy"),
+    ("--branches", "train", "branches", "N|auto", "split each step's batch into N branches run side by side, each "
+                                                 "on its share of the CPU cores; auto: 2 on a CPU with 2+ cores and "
+                                                 "GroupNorm, else 1 (docs/PERFORMANCE.md)"),
     ("--time-limit", "train", "time_limit_minutes", "MIN", "stop (and save) after this many minutes of training"),
     ("--checkpoint-every", "train", "checkpoint_every", "N", "steps between checkpoints"),
     ("--eval-every", "train", "eval_every", "N", "steps between held-out losses"),
@@ -82,6 +85,21 @@ def _parse_weights(text: str) -> Dict[str, float]:
 _parse_weights.__name__ = "FORM=WEIGHT pairs"
 
 
+def _parse_count_or_auto(text: str):
+    """argparse type of ``--branches``: ``auto`` or an integer (its range is the config's)."""
+    from ..hardware import AUTO
+
+    if text == AUTO:
+        return AUTO
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"got {text!r}; allowed: an integer, or auto") from None
+
+
+_parse_count_or_auto.__name__ = "N|auto"
+
+
 def _parse(kind: type):
     """argparse type: ``int`` or ``float`` with a one-line message; ranges are the config's."""
     what = "an integer" if kind is int else "a number"
@@ -112,6 +130,8 @@ def _add_field_flag(parser, flag: str, part: str, name: str, metavar, text: str)
     elif name == "mixed_precision":  # on | off | auto
         shown = {True: "on", False: "off"}.get(default, default)
         options["action"] = OnOffAuto
+    elif name == "branches":  # N | auto
+        options.update(type=_parse_count_or_auto, metavar=metavar)
     elif kind is bool:
         options["action"] = argparse.BooleanOptionalAction
     elif name in CHOICES:

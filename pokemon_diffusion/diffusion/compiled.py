@@ -16,11 +16,12 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
+from ..hardware import split_guided_pass
 from ..model.unet import model_inputs
 from .schedule import NoiseSchedule
 from .steps import anneal_condition, apply_guidance, ddim_step, ddpm_step
 
-# model -> {(kind, guided, clip_x0, schedule key): tf.function}. Weak keys, and the compiled
+# model -> {(kind, guided, clip_x0, split, schedule key): tf.function}. Weak keys, and the compiled
 # functions reach the model only through a weakref, so a cached loop never keeps a model alive.
 _COMPILED: "weakref.WeakKeyDictionary[Any, Dict[tuple, Any]]" = weakref.WeakKeyDictionary()
 
@@ -31,18 +32,24 @@ def _schedule_key(schedule: NoiseSchedule) -> Tuple[str, str]:
 
 
 def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: str, guided: bool,
-                 clip_x0: bool) -> Callable[..., Tuple[tf.Tensor, tf.Tensor]]:
+                 clip_x0: bool, split: bool = False) -> Callable[..., Tuple[tf.Tensor, tf.Tensor]]:
     """The (not yet compiled) function that runs steps ``[start, stop)`` of one sampling run.
 
     ``model_ref()`` returns the model (a weakref here; a strong one where the loop is exported
     inside a SavedModel, ``saved_model.py``). The function returns ``(x, x0)``: the state after
-    step ``stop − 1`` and that step's x̂_0 (zeros for an empty segment).
+    step ``stop − 1`` and that step's x̂_0 (zeros for an empty segment). ``split``: the guided
+    pass as two independent forward passes (conditional, unconditional) that TensorFlow runs side
+    by side on a multi-core CPU, instead of one pass over both (``hardware.split_guided_pass``).
     """
 
     def predict(x, t, cond, uncond, guidance, extra):
         model = model_ref()
         if model is None:  # pragma: no cover - the cache entry dies with the model
             raise RuntimeError("the model of this compiled sampler was garbage collected")
+        if guided and split:  # two branches that share nothing but the weights: one per core
+            out_cond = model(model_inputs(x, t, cond, extra), training=False)
+            out_null = model(model_inputs(x, t, uncond, extra), training=False)
+            return apply_guidance(tf.cast(out_cond, tf.float32), tf.cast(out_null, tf.float32), guidance)
         if guided:
             # one forward pass over [cond; uncond] (uncond: the null embedding, all zeros, or a
             # negative prompt's): twice the batch, half the kernel launches
@@ -94,11 +101,13 @@ def segment_loop(model_ref: Callable[[], Any], schedule: NoiseSchedule, kind: st
 
 
 def compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, clip_x0: bool):
-    """The cached compiled loop for this model and these static options."""
+    """The cached compiled loop for this model and these static options (the guided pass split
+    where ``hardware.split_guided_pass`` says so: a CPU with several cores)."""
     per_model = _COMPILED.setdefault(model, {})
-    key = (kind, guided, clip_x0, _schedule_key(schedule))
+    split = guided and split_guided_pass(gpu=bool(tf.config.list_physical_devices("GPU")))
+    key = (kind, guided, clip_x0, split, _schedule_key(schedule))
     if key not in per_model:
-        per_model[key] = tf.function(segment_loop(weakref.ref(model), schedule, kind, guided, clip_x0))
+        per_model[key] = tf.function(segment_loop(weakref.ref(model), schedule, kind, guided, clip_x0, split))
     return per_model[key]
 
 

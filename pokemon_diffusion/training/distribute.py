@@ -1,4 +1,4 @@
-"""Where training runs: the ``tf.distribute`` strategy and the mixed-precision policy.
+"""Where training runs: the ``tf.distribute`` strategy, the mixed-precision policy and the CPU's threads.
 
 Strategies (``TrainConfig.strategy``):
     auto         MirroredStrategy over all GPUs when there is more than one, else the default
@@ -10,18 +10,23 @@ Strategies (``TrainConfig.strategy``):
 Mixed precision: ``mixed_float16`` on a GPU (with a ``LossScaleOptimizer``, see trainer.py) and
 ``mixed_bfloat16`` on CPU, where float16 has no fast kernels and bfloat16's exponent range makes
 loss scaling unnecessary; ``"auto"`` only where it is faster (``hardware.py``).
+
+Branches (``TrainConfig.branches``): the step splits each replica's batch into independent
+branches whose forward and backward passes TensorFlow runs side by side, each op on its share of
+the cores (``threads.configure_threads``); their gradients are summed before one update. Unlike
+replicas, the branches share one copy of the variables and need no all-reduce.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 
-from ..config import STRATEGIES
+from ..config import STRATEGIES, TrainConfig
 from ..errors import ConfigError
-from ..hardware import use_mixed_precision
+from ..hardware import train_branches, use_mixed_precision
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +83,17 @@ def split_cpu(replicas: int) -> None:
         if len(tf.config.list_logical_devices("CPU")) != int(replicas):
             raise ConfigError(f"split_cpu: TensorFlow has already started with "
                               f"{len(tf.config.list_logical_devices('CPU'))} CPU device(s); split before it starts") from None
+
+
+def step_branches(train: TrainConfig, norm: str, replicas: Optional[int] = None) -> int:
+    """``train.branches`` resolved for this machine (``hardware.train_branches``) on TensorFlow.
+
+    ``replicas``: the strategy's, once it exists; None = judged from ``train.strategy`` (before it
+    exists: only "mirrored" and "multiworker" can give several replicas on a CPU).
+    """
+    gpu = bool(tf.config.list_physical_devices("GPU"))  # physical devices: does not start TensorFlow
+    distributed = train.strategy in ("mirrored", "multiworker") if replicas is None else replicas > 1
+    return train_branches(train.branches, gpu=gpu, norm=norm, distributed=distributed)
 
 
 def _multiworker() -> tf.distribute.Strategy:

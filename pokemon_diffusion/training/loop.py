@@ -30,7 +30,8 @@ from ..errors import DataError
 from ..locks import writer_lock
 from ..run_dir import CHECKPOINT_DIR, METRICS_FILE, TENSORBOARD_DIR, EncoderInfo
 from .checkpoint import latest_checkpoint_step
-from .distribute import is_chief, make_strategy
+from ..threads import configure_threads
+from .distribute import is_chief, make_strategy, step_branches
 from .init_from import check_init, load_init_weights
 from .metrics import MetricsWriter
 from .run_loop import RunLoop, TrainResult, check_run_folder, fit_text_dim, total_steps_for, write_run_files
@@ -129,7 +130,9 @@ def train(data_dir: Any, run_dir: Any, config: RunConfig, *, resume: bool = Fals
         TrainingDivergedError: the loss became non-finite (the last good checkpoint is kept).
         FolderBusyError: another process is training into ``run_dir``.
     """
-    # first: MultiWorkerMirroredStrategy can only be created before TensorFlow starts
+    # first: the thread pools and MultiWorkerMirroredStrategy can only be set before TensorFlow starts
+    if strategy is None:
+        configure_threads(step_branches(config.train, config.model.norm))
     strategy = strategy if strategy is not None else make_strategy(config.train.strategy)
     with contextlib.ExitStack() as stack:
         worker_dir = None
@@ -178,7 +181,7 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
         write_run_files(run_dir, config, encoder, examples.entries)
     logger.info("training on %d images (%d held out) for %d steps from step %d, batch %d, %s, %s",
                 len(train_set), len(val_set), total_steps, restored.step if restored else 0, tc.batch_size,
-                f"{type(trainer.strategy).__name__} x{trainer.replicas}", trainer.policy)
+                f"{type(trainer.strategy).__name__} x{trainer.replicas}, {trainer.branches} branch(es)", trainer.policy)
 
     # 3. the data stream, resumed at the element where the checkpoint stopped
     several = train_set.caption_embeddings is not None  # several captions: one drawn per element

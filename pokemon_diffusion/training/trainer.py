@@ -31,7 +31,8 @@ from ..diffusion.schedule import make_schedule
 from ..errors import ConfigError
 from ..model.unet import model_inputs
 from ..run_dir import save_model_atomic
-from .distribute import make_strategy, precision_policy
+from ..threads import configure_threads
+from .distribute import make_strategy, precision_policy, step_branches
 from .ema import ExponentialMovingAverage
 from .checkpoint import TrainingCheckpoint
 from .run_loop import Restored
@@ -128,11 +129,15 @@ class Trainer:
         self.config = config
         self.total_steps = int(total_steps)
         self.model_fn = model_fn
+        if strategy is None:  # the thread pools first: creating a strategy starts TensorFlow
+            configure_threads(step_branches(tc, config.model.norm))
         self.strategy = strategy if strategy is not None else make_strategy(tc.strategy)
         self.replicas = int(self.strategy.num_replicas_in_sync)
         if tc.batch_size < self.replicas:
             raise ConfigError(f"TrainConfig.batch_size: got {tc.batch_size}; allowed: at least the number of "
                               f"replicas ({self.replicas}), since each replica needs examples")
+        # each branch needs examples: at most one per example of a replica's share of the batch
+        self.branches = min(step_branches(tc, config.model.norm, self.replicas), tc.batch_size // self.replicas)
         self.schedule = make_schedule(config.diffusion)
         self.loss_weights = self.schedule.loss_weights(tc.loss_weighting, tc.min_snr_gamma)  # per t; ones for "none"
         self.policy = precision_policy(tc.mixed_precision)
@@ -190,27 +195,25 @@ class Trainer:
         Returns:
             ``(loss share, global gradient norm, number of examples)`` of this replica.
         """
-        images, text, index, *extra = batch  # extra: what the batch maker adds for the model (model_inputs)
+        images = batch[0]
         context = tf.distribute.get_replica_context()
-        # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
-        t, noise, drop = self._draws(key, index)
-        # 2. classifier-free guidance training: some captions become the null condition
-        text = null_condition(text, drop)
-        # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
-        x_t = self.schedule.q_sample(images, t, noise)
-        target = self.schedule.target(images, t, noise)
         # the loss is a mean over the GLOBAL batch (summed across replicas), whatever the split
         global_batch = tf.cast(tf.shape(images)[0], tf.float32)
         if self.replicas > 1:
             global_batch = context.all_reduce(tf.distribute.ReduceOp.SUM, global_batch)
-        # 4. the simple loss ‖target − f_θ(x_t, t, text)‖² (DDPM eq. 14), float32 under mixed precision
-        with tf.GradientTape() as tape:
-            loss = denoising_loss(target, self.model(model_inputs(x_t, t, text, extra), training=True), global_batch,
-                                  tf.gather(self.loss_weights, t))  # Min-SNR-γ weights (Hang et al. 2023)
-            scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
         variables = self.model.trainable_variables
-        # a variable the loss does not reach gets a zero gradient, not None (None breaks the all-reduce)
-        grads = tape.gradient(scaled_loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        # 1-4 on each branch: slices of the batch whose graphs share nothing but the weights, so that
+        # TensorFlow runs them side by side (threads.configure_threads); their gradients add up
+        size = tf.shape(images)[0]
+        if self.branches > 1:  # the loop's batches are full; an empty branch would fail deep in the model
+            tf.debugging.assert_greater_equal(size, self.branches, message=f"a batch smaller than branches "
+                                              f"({self.branches}): feed at least that many examples per replica")
+        cuts = [size * i // self.branches for i in range(self.branches + 1)]
+        pieces = [batch] if self.branches == 1 else [[part[a:b] for part in batch] for a, b in zip(cuts, cuts[1:])]
+        shares = [self._branch(variables, piece, key, global_batch) for piece in pieces]
+        loss = tf.add_n([share[0] for share in shares])
+        grads = [tf.add_n(list(parts)) for parts in zip(*(share[1] for share in shares))] if self.branches > 1 \
+            else shares[0][1]
         # 5. sum across replicas, then clip by the global norm of the full-batch gradient
         if self.replicas > 1:
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
@@ -225,6 +228,24 @@ class Trainer:
         # 6. AdamW update (warm-up + cosine learning rate)
         self.optimizer.apply(grads, variables)
         return loss, norm, tf.shape(images, out_type=tf.int64)[0]
+
+    def _branch(self, variables, batch, key: tf.Tensor, global_batch: tf.Tensor):
+        """Steps 1-4 on one branch's examples: ``(its loss share, its gradients)``."""
+        images, text, index, *extra = batch  # extra: what the batch maker adds for the model (model_inputs)
+        # 1. draw t ~ U{0..T-1}, ε ~ N(0, I) and the guidance-dropout mask for every example
+        t, noise, drop = self._draws(key, index)
+        # 2. classifier-free guidance training: some captions become the null condition
+        text = null_condition(text, drop)
+        # 3. x_t = √ᾱ_t·x_0 + √(1−ᾱ_t)·ε (DDPM eq. 4) and the target (ε, or v)
+        x_t = self.schedule.q_sample(images, t, noise)
+        target = self.schedule.target(images, t, noise)
+        # 4. the simple loss ‖target − f_θ(x_t, t, text)‖² (DDPM eq. 14), float32 under mixed precision
+        with tf.GradientTape() as tape:
+            loss = denoising_loss(target, self.model(model_inputs(x_t, t, text, extra), training=True), global_batch,
+                                  tf.gather(self.loss_weights, t))  # Min-SNR-γ weights (Hang et al. 2023)
+            scaled_loss = self.optimizer.scale_loss(loss) if self.loss_scaling else loss
+        # a variable the loss does not reach gets a zero gradient, not None (None breaks the all-reduce)
+        return loss, tape.gradient(scaled_loss, variables, unconnected_gradients=tf.UnconnectedGradients.ZERO)
 
     def _clip(self, grads):
         """Clip by the global norm of the full-batch gradient; returns (gradients, norm before clipping)."""
