@@ -11,6 +11,7 @@ Usage:
     python benchmarks/bench_cascade.py                          # the shipped model, 5 repeats
     python benchmarks/bench_cascade.py --run runs/cascade --repeats 3 --json benchmarks/results/cascade.json
     python benchmarks/bench_cascade.py --threads 1              # TensorFlow on one thread
+    python benchmarks/bench_cascade.py --tf-pools --one-pass    # the threads and guided pass of before
 """
 
 from __future__ import annotations
@@ -37,6 +38,10 @@ def parse_args(argv=None):
     parser.add_argument("--repeats", type=int, default=5, help="timed calls per size after the warm-up")
     parser.add_argument("--threads", type=int, default=None,
                         help="TensorFlow intra-op threads, one op at a time (default: as `sample` sets them)")
+    parser.add_argument("--tf-pools", action="store_true",
+                        help="leave TensorFlow's own thread pools (every core per op) instead of setting them as `sample` does")
+    parser.add_argument("--one-pass", action="store_true",
+                        help="the guided step as one batched pass [cond; uncond] (a GPU's form) instead of two branches")
     parser.add_argument("--no-encoder", action="store_true",
                         help="a fixed unit embedding instead of encoding the prompt (runs without its encoder)")
     parser.add_argument("--float32", action="store_true",
@@ -53,10 +58,14 @@ def main(argv=None) -> dict:
     if args.threads:
         tf.config.threading.set_intra_op_parallelism_threads(args.threads)
         tf.config.threading.set_inter_op_parallelism_threads(1)
-    else:  # as the `sample` command sets them (threads.py)
+    elif not args.tf_pools:  # as the `sample` command sets them (threads.py)
         from pokemon_diffusion.threads import configure_for_sampling
 
         configure_for_sampling()
+    if args.one_pass:
+        from pokemon_diffusion.diffusion import compiled
+
+        compiled.split_guided_pass = lambda **kwargs: False
     from pokemon_diffusion.config import SampleConfig
     from pokemon_diffusion.generate import generate
     from pokemon_diffusion.image_files import save_images

@@ -22,7 +22,8 @@ A name ending in ``@fp32`` (``default@fp32``) runs that configuration in float32
 says, so a run can compare the package default against the float32 step of before; ``@b1`` runs it
 with one step branch (``TrainConfig.branches = 1``, TensorFlow's default threads): the step before
 branches; ``@moments`` traces it with the GroupNorm fast path off (Keras' moments, as before
-issue 28). ``default@fp32@b1@moments`` is the reference's step as it was when issue 28 was filed. ``default`` is the package default: "auto" branches,
+issue 28). ``default@fp32@b1@moments`` is the reference's step as it was when issue 28 was filed;
+``@batch`` swaps the model's GroupNorm for BatchNorm (whose "auto" branches are 1). ``default`` is the package default: "auto" branches,
 whose thread pools the trainer sets itself (two branches: one thread per op, two ops at a time).
 
 ``--config pretrained|FILE`` measures that RunConfig's model (the shipped reference's: GroupNorm)
@@ -69,7 +70,7 @@ def _precision(mixed: str):
 
 
 def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "auto", branches=None,
-           moments: bool = False) -> dict:
+           moments: bool = False, norm=None) -> dict:
     """Time the trainer's step in this process, under the thread settings of its environment
     (``PD_PIN_CORE``: pin to that core; ``TF_CONFIG``: one worker of a multi-worker run)."""
     import numpy as np
@@ -95,6 +96,8 @@ def worker(size: int, batch: int, steps: int, config_spec=None, mixed: str = "au
     config = base_config(config_spec)
     if branches is not None:
         config = config.replace(train=config.train.replace(branches=branches))
+    if norm is not None:
+        config = config.replace(model=config.model.replace(norm=norm))
     trainer, batches = _trainer(size, batch, mixed=_precision(mixed), strategy=strategy, config=config)
     for _ in range(2):
         trainer.train_step(next(batches))
@@ -120,7 +123,8 @@ def _run(name: str, args) -> float:
         return float(json.loads(out.strip().splitlines()[-1])["img_per_s"])
     cmd = [sys.executable, str(Path(__file__)), "--worker", "--size", str(args.size), "--batch", str(args.batch),
            "--steps", str(args.steps), "--mixed", mixed] + (["--config", args.config] if args.config else []) \
-        + (["--branches", "1"] if "b1" in suffixes else []) + (["--moments"] if "moments" in suffixes else [])
+        + (["--branches", "1"] if "b1" in suffixes else []) + (["--moments"] if "moments" in suffixes else []) \
+        + (["--norm", "batch"] if "batch" in suffixes else [])
     envs = [env]
     if name in ("workers2", "procs2"):
         envs = [{**env, "PD_PIN_CORE": str(i % (os.cpu_count() or 1))} for i in range(2)]
@@ -154,9 +158,11 @@ def main(argv=None) -> int:
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--branches", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument("--moments", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--norm", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.size, args.batch, args.steps, args.config, args.mixed, args.branches, args.moments)),
+        print(json.dumps(worker(args.size, args.batch, args.steps, args.config, args.mixed, args.branches, args.moments,
+                                args.norm)),
               flush=True)
         return 0
     names = list(args.configs) + (["peer"] if args.peer else [])

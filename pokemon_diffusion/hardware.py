@@ -17,7 +17,8 @@ The JAX backend's step has not been measured in bfloat16 on a CPU: there "auto" 
 TensorFlow train step splits its batch into (:func:`train_branches`), each branch's convolutions
 on its own cores (``threads.configure_threads``).
 
-No TensorFlow or JAX import here: each backend's trainer says whether it runs on a GPU.
+No TensorFlow or JAX import at module level: each backend's trainer says whether it runs on a GPU;
+:func:`tensorflow_gpu` asks TensorFlow (imported then) for the TensorFlow code paths.
 """
 
 from __future__ import annotations
@@ -83,6 +84,14 @@ def use_mixed_precision(setting: Union[bool, str], gpu: bool, flags: Optional[Fr
         _LOGGED.add(why)
         log.info("mixed_precision auto: %s", why)
     return use
+
+
+def tensorflow_gpu() -> bool:
+    """Whether TensorFlow sees a GPU. Lists physical devices only: does not start TensorFlow, so
+    thread pools and logical devices can still be set after it."""
+    import tensorflow as tf
+
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def available_cores() -> int:

@@ -266,14 +266,10 @@ def _sample_in_bfloat16(setting: Union[bool, str]) -> bool:
         return False
     import keras
 
-    from .hardware import use_mixed_precision
+    from .hardware import tensorflow_gpu, use_mixed_precision
 
     backend = keras.backend.backend()
-    gpu = False
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        gpu = bool(tf.config.list_physical_devices("GPU"))
+    gpu = backend == "tensorflow" and tensorflow_gpu()
     return use_mixed_precision(setting, gpu, backend=backend, quiet=True)
 
 

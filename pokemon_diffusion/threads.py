@@ -19,7 +19,7 @@ import os
 
 import tensorflow as tf
 
-from .hardware import available_cores, split_guided_pass
+from .hardware import available_cores, split_guided_pass, tensorflow_gpu
 
 logger = logging.getLogger(__name__)
 
@@ -52,5 +52,4 @@ def configure_threads(branches: int) -> bool:
 def configure_for_sampling() -> bool:
     """The pools for sampling: two branches where a guided step splits its passes (a CPU with two
     or more cores), else TensorFlow's own. Returns whether the pools were set."""
-    gpu = bool(tf.config.list_physical_devices("GPU"))  # physical devices: does not start TensorFlow
-    return configure_threads(2 if split_guided_pass(gpu=gpu) else 1)
+    return configure_threads(2 if split_guided_pass(gpu=tensorflow_gpu()) else 1)

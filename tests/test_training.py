@@ -183,6 +183,7 @@ def test_strategies_by_name(monkeypatch):
     from types import SimpleNamespace
 
     from pokemon_diffusion.errors import ConfigError
+    from pokemon_diffusion.training import distribute
     from pokemon_diffusion.training.distribute import make_strategy, precision_policy
 
     real = tf.config.list_logical_devices
@@ -200,6 +201,7 @@ def test_strategies_by_name(monkeypatch):
         monkeypatch.setattr(tf.config, "list_logical_devices",
                             lambda kind=None, fake=fake: [SimpleNamespace(name=n) for n in fake] if kind == "GPU"
                             else real(kind))
+        monkeypatch.setattr(distribute, "tensorflow_gpu", lambda fake=fake: bool(fake))
         assert precision_policy(False) == "float32" and precision_policy(True) == policy
         assert make_strategy("auto") is tf.distribute.get_strategy()
     with pytest.raises(ConfigError, match="strategy: got 'tpu'; allowed: auto | one | mirrored | multiworker"):

@@ -63,20 +63,31 @@ def check_cascade_shape(cascade: Any, shape: Sequence[int]) -> Tuple[int, int, i
     return batch, height, channels, sizes.index(height)
 
 
+def plan_upsampling(run: Any, images, text_emb, *, key, steps: int, aug_level: float, guidance_scale: float,
+                    seed: int, clip_x0: bool = True, negative_emb=None) -> SamplingPlan:
+    """One upsampler run's DDIM (η = 0) on ``images``: brought up to its side with ``pairs.upsample``
+    (bicubic, as in training), plus ``aug_level`` · N(0, I) drawn with the stateless ``key`` (its
+    conditioning augmentation), as the run's low-resolution input. ``run``: a loaded run or a
+    cascade's stage (``model``, ``schedule``, ``config``). The one maker of an upsampling plan, for a
+    cascade's stages (:func:`plan_stage`) and ``evaluation/upsampler.py``."""
+    batch, channels = int(images.shape[0]), int(images.shape[-1])
+    side = run.config.model.image_size
+    low = upsample(images, side) + aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
+    return plan(run.model, text_emb, (batch, side, side, channels), schedule=run.schedule, sampler="ddim",
+                steps=min(steps, run.config.diffusion.timesteps), eta=0.0, guidance_scale=guidance_scale, seed=seed,
+                num_intermediates=2, clip_x0=clip_x0, negative_emb=negative_emb,
+                extra=(low, np.full((batch,), aug_level, np.float32)))
+
+
 def plan_stage(cascade: Any, index: int, images: np.ndarray, text_emb, *, seed: int, guidance_scale: float,
                clip_x0: bool, negative_emb=None) -> SamplingPlan:
     """Stage ``index``'s DDIM run on the previous images (see the module docstring): the one place
-    a stage's conditioning, noise and steps are made, for :func:`sample_cascade` and ``streaming``."""
-    stage = cascade.stages[index]
-    batch, channels = int(images.shape[0]), int(images.shape[-1])
-    side = stage.config.model.image_size
+    a stage's settings are chosen, for :func:`sample_cascade` and ``streaming``."""
     key = tf.constant([seed, AUG_NOISE_SALT + index], tf.int64)
-    low = upsample(images, side) + cascade.aug_level * tf.random.stateless_normal((batch, side, side, channels), key)
-    return plan(stage.model, text_emb, (batch, side, side, channels), schedule=stage.schedule, sampler="ddim",
-                steps=min(cascade.stage_steps, stage.config.diffusion.timesteps), eta=0.0,
-                guidance_scale=guidance_scale if cascade.stage_guidance is None else cascade.stage_guidance,
-                seed=seed, num_intermediates=2, clip_x0=clip_x0,
-                negative_emb=negative_emb, extra=(low, np.full((batch,), cascade.aug_level, np.float32)))
+    return plan_upsampling(cascade.stages[index], images, text_emb, key=key,
+                           steps=cascade.stage_steps, aug_level=cascade.aug_level,
+                           guidance_scale=guidance_scale if cascade.stage_guidance is None else cascade.stage_guidance,
+                           seed=seed, clip_x0=clip_x0, negative_emb=negative_emb)
 
 
 def cascade_result(base: SampleResult, stage_images: Sequence[np.ndarray], stage_steps: int, size: int,

@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Tuple
 import numpy as np
 import tensorflow as tf
 
-from ..hardware import split_guided_pass
+from ..hardware import split_guided_pass, tensorflow_gpu
 from ..model.unet import model_inputs
 from .schedule import NoiseSchedule
 from .steps import anneal_condition, apply_guidance, ddim_step, ddpm_step
@@ -104,7 +104,7 @@ def compiled_segment(model, schedule: NoiseSchedule, kind: str, guided: bool, cl
     """The cached compiled loop for this model and these static options (the guided pass split
     where ``hardware.split_guided_pass`` says so: a CPU with several cores)."""
     per_model = _COMPILED.setdefault(model, {})
-    split = guided and split_guided_pass(gpu=bool(tf.config.list_physical_devices("GPU")))
+    split = guided and split_guided_pass(gpu=tensorflow_gpu())
     key = (kind, guided, clip_x0, split, _schedule_key(schedule))
     if key not in per_model:
         per_model[key] = tf.function(segment_loop(weakref.ref(model), schedule, kind, guided, clip_x0, split))

@@ -118,21 +118,16 @@ def stage_upsampler(run: Any, embeddings: np.ndarray, *, steps: int = CASCADE_ST
     ``stage`` and the row) and runs DDIM (η = 0) through the compiled loop."""
     import tensorflow as tf
 
-    from ..data.pairs import upsample
-    from ..diffusion.samplers import plan
+    from ..diffusion.cascade import plan_upsampling
 
     state = {"next": 0}
-    side = run.config.model.image_size
 
     def upsample_fn(low: np.ndarray) -> np.ndarray:
         start, batch = state["next"], len(low)
         state["next"] = start + batch
-        degraded = np.asarray(upsample(low, side))
-        noise = tf.random.stateless_normal(degraded.shape, tf.constant([seed, (stage << 32) + start], tf.int64))
-        sampling = plan(run.model, embeddings[start:start + batch], degraded.shape, schedule=run.schedule,
-                        sampler="ddim", steps=min(steps, run.config.diffusion.timesteps), eta=0.0,
-                        guidance_scale=guidance_scale, seed=seed, num_intermediates=2, clip_x0=True,
-                        extra=(degraded + aug_level * noise.numpy(), np.full((batch,), aug_level, np.float32)))
+        sampling = plan_upsampling(run, low, embeddings[start:start + batch],
+                                   key=tf.constant([seed, (stage << 32) + start], tf.int64), steps=steps,
+                                   aug_level=aug_level, guidance_scale=guidance_scale, seed=seed)
         return np.clip(sampling.run(sampling.x_T, 0, sampling.num_steps)[0].numpy(), -1.0, 1.0)
 
     return upsample_fn

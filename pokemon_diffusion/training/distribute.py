@@ -26,7 +26,7 @@ import tensorflow as tf
 
 from ..config import STRATEGIES, TrainConfig
 from ..errors import ConfigError
-from ..hardware import train_branches, use_mixed_precision
+from ..hardware import tensorflow_gpu, train_branches, use_mixed_precision
 
 logger = logging.getLogger(__name__)
 
@@ -91,9 +91,8 @@ def step_branches(train: TrainConfig, norm: str, replicas: Optional[int] = None)
     ``replicas``: the strategy's, once it exists; None = judged from ``train.strategy`` (before it
     exists: only "mirrored" and "multiworker" can give several replicas on a CPU).
     """
-    gpu = bool(tf.config.list_physical_devices("GPU"))  # physical devices: does not start TensorFlow
     distributed = train.strategy in ("mirrored", "multiworker") if replicas is None else replicas > 1
-    return train_branches(train.branches, gpu=gpu, norm=norm, distributed=distributed)
+    return train_branches(train.branches, gpu=tensorflow_gpu(), norm=norm, distributed=distributed)
 
 
 def _multiworker() -> tf.distribute.Strategy:
@@ -152,7 +151,7 @@ def precision_policy(mixed_precision) -> str:
     float32, or mixed precision: mixed_float16 on a GPU, mixed_bfloat16 on CPU; "auto" uses it only
     where it was measured faster (``hardware.use_mixed_precision``).
     """
-    gpu = bool(tf.config.list_logical_devices("GPU"))
+    gpu = tensorflow_gpu()
     if not use_mixed_precision(mixed_precision, gpu):
         return "float32"
     return "mixed_float16" if gpu else "mixed_bfloat16"
