@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,12 +101,25 @@ def read_embeddings_info(root: os.PathLike | str) -> Optional[dict]:
     return info
 
 
+# np.load parses a .npy header with ast.literal_eval, and CPython 3.11's AST constructor keeps its
+# recursion depth in state shared by threads: two parses at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905, seen here when CI read a dataset).
+# The loader's threads are for image decoding; the tiny .npy reads take turns.
+_NPY_LOCK = threading.Lock()
+
+
+def _load_npy(path: Path) -> np.ndarray:
+    """``np.load`` of one .npy file (no pickles), one thread at a time (see ``_NPY_LOCK``)."""
+    with _NPY_LOCK:
+        return np.load(path, allow_pickle=False)
+
+
 def _read_embedding(root: Path, entry: Entry, dim: Optional[int]) -> np.ndarray:
     if not entry.embedding_path:
         raise DataError("no embedding_path (run `pokemon-diffusion embed` first)")
     path = root / entry.embedding_path
     try:
-        vector = np.load(path, allow_pickle=False)
+        vector = _load_npy(path)
     except FileNotFoundError:
         raise DataError(f"embedding {entry.embedding_path} is missing") from None
     except (OSError, ValueError) as exc:
@@ -128,7 +142,7 @@ def _read_caption_embeddings(root: Path, entry: Entry, main: np.ndarray) -> np.n
     if not rel or len(entry.all_captions) < 2:
         return main[None]
     try:
-        rows = np.load(root / rel, allow_pickle=False)
+        rows = _load_npy(root / rel)
     except (OSError, ValueError) as exc:
         raise DataError(f"caption embeddings {rel} are unreadable ({exc}); run `pokemon-diffusion embed`") from None
     if rows.shape != (len(entry.all_captions), main.shape[0]) or not np.all(np.isfinite(rows)):
