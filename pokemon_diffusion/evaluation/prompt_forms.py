@@ -161,11 +161,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from types import SimpleNamespace
 
     from ..config import SampleConfig
-
     from ..data.dataset import load_examples, split_by_pokemon
     from ..generate import encode_prompts, prompt_annealing
     from ..pretrained import load_pretrained
-    from ..run_dir import load_run, read_encoder_info
+    from ..run_dir import load_run
+    from .eval_data import check_dataset_encoder
     from .samples import generate_from_embeddings
 
     parser = argparse.ArgumentParser(prog="python -m pokemon_diffusion.evaluation.prompt_forms",
@@ -186,8 +186,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                            cads_names=args.cads_names)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_pretrained() if args.run == "reference" else load_run(args.run)
-    info = read_encoder_info(f"{args.data}/embeddings.json")
-    loaded.encoder.check(info.name, info.dim, what=f"the dataset's embeddings ({args.data}/embeddings.json)")
+    check_dataset_encoder(args.data, loaded.encoder)
     size = loaded.config.model.image_size
     examples = load_examples(args.data, (size, size))
     data = SimpleNamespace(entries=examples.entries, images=examples.images)

@@ -212,8 +212,7 @@ class Trainer:
         pieces = [batch] if self.branches == 1 else [[part[a:b] for part in batch] for a, b in zip(cuts, cuts[1:])]
         shares = [self._branch(variables, piece, key, global_batch) for piece in pieces]
         loss = tf.add_n([share[0] for share in shares])
-        grads = [tf.add_n(list(parts)) for parts in zip(*(share[1] for share in shares))] if self.branches > 1 \
-            else shares[0][1]
+        grads = [tf.add_n(list(parts)) for parts in zip(*(share[1] for share in shares))]  # one branch: identity
         # 5. sum across replicas, then clip by the global norm of the full-batch gradient
         if self.replicas > 1:
             grads = context.all_reduce(tf.distribute.ReduceOp.SUM, grads)
