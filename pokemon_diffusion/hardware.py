@@ -103,18 +103,17 @@ def available_cores() -> int:
 
 
 def train_branches(setting: Union[int, str], *, gpu: bool, norm: str, distributed: bool = False,
-                   backend: str = "tensorflow", cores: Optional[int] = None) -> int:
+                   cores: Optional[int] = None) -> int:
     """How many branches the train step splits each replica's batch into, for ``branches = setting``.
 
-    A number is taken as it is (TensorFlow backend). ``"auto"`` gives 2 on a TensorFlow CPU step
+    The TensorFlow step only: the JAX step is one XLA program, which XLA schedules itself (`train
+    --backend jax` refuses a number above 1). A number is taken as it is. ``"auto"`` gives 2 on a TensorFlow CPU step
     with at least two cores, one replica (not ``distributed``) and a norm without batch statistics
     (GroupNorm normalises each example alone, so the update is the whole batch's), else 1. The
     reference's step on a 2-core CPU: 1.2x the one-branch step at 32², 1.1x at 64²
     (docs/PERFORMANCE.md); four branches were slower than two there. BatchNorm keeps one branch
     (each would have its own batch statistics); a GPU or several replicas already split the work.
     """
-    if backend != "tensorflow":
-        return 1  # the JAX step is one XLA program: XLA schedules it
     if setting != AUTO:
         return int(setting)
     cores = available_cores() if cores is None else cores

@@ -8,9 +8,11 @@ path does not need it. The block is a ``sitecustomize`` module on the children's
 
 from __future__ import annotations
 
+import atexit
 import functools
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +40,7 @@ if _blocked:
 @functools.lru_cache(maxsize=1)
 def _site_dir() -> str:
     folder = tempfile.mkdtemp(prefix="pd_jax_site_")
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)  # with its compilation cache
     Path(folder, "sitecustomize.py").write_text(SITECUSTOMIZE)
     return folder
 

@@ -29,9 +29,7 @@ def test_auto_picks_two_branches_only_for_a_groupnorm_cpu_step_on_two_or_more_co
     assert train_branches(AUTO, **{**auto, "norm": "batch"}) == 1  # a branch would have its own batch statistics
     assert train_branches(AUTO, **{**auto, "gpu": True}) == 1
     assert train_branches(AUTO, **auto, distributed=True) == 1
-    assert train_branches(AUTO, **auto, backend="jax") == 1
     assert train_branches(3, **{**auto, "norm": "batch"}) == 3  # a number is taken as it is
-    assert train_branches(3, **auto, backend="jax") == 1  # one XLA program: nothing to split
 
 
 @pytest.mark.parametrize("bad", [0, 65, "two", True, 2.0, None])
@@ -53,6 +51,17 @@ def test_the_train_flag_sets_branches_and_refuses_other_words(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         parse(["train", "--data", "d", "--out", "r", "--branches", "two"])
     assert exit_info.value.code == 2 and "allowed: an integer, or auto" in capsys.readouterr().err
+
+
+def test_the_jax_backend_refuses_a_branch_count(tmp_path, capsys):
+    """The JAX step is one XLA program: `--branches 2` there is a one-line error, not a silent no-op."""
+    from pokemon_diffusion.cli import main
+
+    code = main(["train", "--backend", "jax", "--data", str(tmp_path / "d"), "--out", str(tmp_path / "r"),
+                 "--branches", "2"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "--branches: got 2 with --backend jax; allowed: auto or 1" in err[0]
+    assert not (tmp_path / "r").exists()
 
 
 SCRIPT = r"""

@@ -92,3 +92,18 @@ def test_form_prompts_of_an_entry_with_a_form():
                                    "example": "Vulpix (Alolan Form), an Ice-type Pokémon",
                                    "caption": "Vulpix (Alolan Form), a small white Ice-type Pokémon",
                                    "description": "a small white Ice-type Pokémon"}
+
+
+def test_module_entry_point_refuses_bad_flags_with_one_line(capsys):
+    """``python -m ...prompt_forms`` checks its flags as `evaluate` does: exit 2, the allowed values named."""
+    import pytest
+
+    from pokemon_diffusion.evaluation.prompt_forms import main
+
+    for flags, allowed in ((["--cads-range", "0.9,0.1"], "0 <= LOW < HIGH <= 1"), (["--seeds", "1"], "from 2 to 64"),
+                           (["--guidance-interval", "x"], "LOW,HIGH"), (["--cads", "-1"], "allowed")):
+        with pytest.raises(SystemExit) as stop:
+            main(["reference", "--data", "nowhere", *flags])
+        assert stop.value.code == 2
+        err = capsys.readouterr().err.strip().splitlines()[-1]
+        assert flags[0] in err and allowed in err, err

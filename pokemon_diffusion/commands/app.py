@@ -12,7 +12,7 @@ import logging
 import signal
 
 from ..errors import ConfigError, require_extra
-from ._args import int_range
+from ..cli_args import int_range
 
 log = logging.getLogger(__name__)
 

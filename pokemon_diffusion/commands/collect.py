@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..config import SOURCES, DataConfig
 from ..errors import ConfigError
-from ._args import choice_help, float_range, int_range
+from ..cli_args import choice_help, float_range, int_range
 
 _DEFAULTS = DataConfig()
 # flag -> DataConfig field, for the flags that are only passed on when given

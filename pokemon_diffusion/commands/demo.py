@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ._args import add_seed_argument, float_range, int_range
+from ..cli_args import add_seed_argument, float_range, int_range
 
 log = logging.getLogger(__name__)
 

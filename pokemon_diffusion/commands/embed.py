@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._args import int_range
+from ..cli_args import int_range
 
 SPEC_HELP = ("auto (CLIP if cached, else the packaged MiniLM) | clip | minilm | a hub id (org/name) | "
              "a local model folder | an identity string such as minilm:all-MiniLM-L6-v2 (default: auto)")

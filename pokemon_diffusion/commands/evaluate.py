@@ -16,7 +16,7 @@ import json
 import logging
 from pathlib import Path
 
-from ._args import (add_sampler_arguments, add_seed_argument, add_variety_arguments, float_range, int_range,
+from ..cli_args import (add_sampler_arguments, add_seed_argument, add_variety_arguments, float_range, int_range,
                     suffix_path, variety_options)
 
 log = logging.getLogger(__name__)

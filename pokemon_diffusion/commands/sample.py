@@ -18,7 +18,7 @@ from pathlib import Path
 
 from ..config import SampleConfig
 from ..errors import ConfigError
-from ._args import (OnOffAuto, add_enrich_argument, add_sampler_arguments, add_seed_argument, add_variety_arguments,
+from ..cli_args import (OnOffAuto, add_enrich_argument, add_sampler_arguments, add_seed_argument, add_variety_arguments,
                     float_range, int_range, suffix_path, variety_options)
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,8 @@ from typing import Any, Dict
 from ..cli import EXIT_INTERRUPTED
 from ..config import CHOICES, SAMPLE_GRID_IMAGES, RunConfig
 from ..errors import ConfigError
-from ._args import OnOffAuto, choice_help
+from ..hardware import AUTO
+from ..cli_args import OnOffAuto, choice_help
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,6 @@ _parse_weights.__name__ = "FORM=WEIGHT pairs"
 
 def _parse_count_or_auto(text: str):
     """argparse type of ``--branches``: ``auto`` or an integer (its range is the config's)."""
-    from ..hardware import AUTO
-
     if text == AUTO:
         return AUTO
     try:
@@ -292,6 +291,9 @@ def run(args) -> int:
         if prompts:
             raise ConfigError("--validation-prompt: got it with --backend jax; allowed: the tensorflow backend "
                               "(the JAX path draws no sample grid)")
+        if config.train.branches not in (AUTO, 1):
+            raise ConfigError(f"--branches: got {config.train.branches} with --backend jax; allowed: auto or 1 there "
+                              "(the JAX step is one XLA program, which XLA schedules on the cores itself)")
         if args.init is not None:
             raise ConfigError("--init: got it with --backend jax; allowed: --init with the tensorflow backend "
                               "(fine-tuning from a run is not on the JAX path yet)")

@@ -160,6 +160,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """``python -m pokemon_diffusion.evaluation.prompt_forms RUN --data DIR [--out REPORT.json]``."""
     from types import SimpleNamespace
 
+    from ..cli_args import add_seed_argument, add_variety_arguments, float_range, int_range, variety_options
     from ..config import SampleConfig
     from ..data.dataset import load_examples, split_by_pokemon
     from ..generate import encode_prompts, prompt_annealing
@@ -172,18 +173,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                                      description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="run folder, or 'reference' for the shipped model")
     parser.add_argument("--data", required=True, help="the dataset the run was trained on")
-    parser.add_argument("--pokemon", type=int, default=POKEMON_PER_SPLIT, help="Pokémon per split (default %(default)s)")
-    parser.add_argument("--seeds", type=int, default=SEEDS, help="images per prompt (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--steps", type=int, default=50, help="DDIM steps (default 50)")
-    parser.add_argument("--guidance", type=float, default=3.0)
-    parser.add_argument("--cads", type=float, default=SampleConfig().cads_strength, help="condition annealing strength")
-    parser.add_argument("--cads-range", default=",".join(map(str, SampleConfig().cads_range)), metavar="LOW,HIGH")
-    parser.add_argument("--cads-names", action="store_true", help="anneal prompts that name a Pokémon too")
+    parser.add_argument("--pokemon", type=int_range(1, 10_000), default=POKEMON_PER_SPLIT,
+                        help="Pokémon per split (default %(default)s)")
+    parser.add_argument("--seeds", type=int_range(2, 64), default=SEEDS, help="images per prompt (default %(default)s)")
+    add_seed_argument(parser, default=0, help="the first image's seed (default %(default)s)")
+    parser.add_argument("--steps", type=int_range(1, 1000), default=50, help="DDIM steps (default 50)")
+    parser.add_argument("--guidance", type=float_range(0.0, 100.0), default=3.0, help="guidance scale (default 3)")
+    add_variety_arguments(parser)
     parser.add_argument("--out", default=None, help="write the report as JSON here")
     args = parser.parse_args(argv)
-    options = SampleConfig(cads_strength=args.cads, cads_range=tuple(float(v) for v in args.cads_range.split(",")),
-                           cads_names=args.cads_names)
+    options = SampleConfig(**variety_options(args))
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     loaded = load_pretrained() if args.run == "reference" else load_run(args.run)
     check_dataset_encoder(args.data, loaded.encoder)
@@ -195,10 +194,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         loaded, data, train_idx, val_idx, encode=lambda texts: encode_prompts(loaded, texts),
         generate=lambda emb, seed, texts: generate_from_embeddings(
             loaded, emb, steps=args.steps, guidance_scale=args.guidance, seed=seed,
-            annealing=prompt_annealing(loaded, texts, options)),
+            annealing=prompt_annealing(loaded, texts, options), guidance_interval=options.guidance_interval),
         num_pokemon=args.pokemon, seeds=args.seeds, seed=args.seed)
     report.update(run=args.run, data=args.data, steps=args.steps, guidance=args.guidance, cads=args.cads,
-                  cads_range=args.cads_range, cads_names=args.cads_names)
+                  cads_range=",".join(map(str, args.cads_range)), cads_names=args.cads_names,
+                  guidance_interval=args.guidance_interval)
     from .report import format_prompt_forms
 
     print(format_prompt_forms(report))

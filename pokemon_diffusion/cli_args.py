@@ -1,4 +1,5 @@
-"""argparse helpers: ``type=`` checkers that name what is allowed, and flags shared by commands."""
+"""argparse helpers: ``type=`` checkers that name what is allowed, and flags shared by the commands (and by
+the evaluation modules' own ``python -m`` entry points, which must not import ``commands``)."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class OnOffAuto(argparse.Action):
         super().__init__(option_strings + ["--no-" + option_strings[0][2:]], dest, nargs="?", metavar="auto", **kwargs)
 
     def __call__(self, parser, namespace, values, option_string=None):
-        from ..hardware import AUTO
+        from .hardware import AUTO
 
         if option_string.startswith("--no-") and values is not None:
             parser.error(f"{option_string}: got {values!r}; allowed: no value")
@@ -53,7 +54,7 @@ non_negative_float = float_range(0.0, 1e9)
 
 def add_seed_argument(parser: argparse.ArgumentParser, *, default: Optional[int], help: str) -> None:
     """``--seed S``: an integer from 0 to ``MAX_SEED`` (what every seeded command accepts)."""
-    from ..config import MAX_SEED
+    from .config import MAX_SEED
 
     parser.add_argument("--seed", type=int_range(0, MAX_SEED), default=default, metavar="S", help=help)
 
@@ -64,7 +65,7 @@ def choice_help(choices: Sequence[str]) -> str:
 
 def add_sampler_arguments(parser: argparse.ArgumentParser, *, steps_help: str) -> None:
     """``--sampler``, ``--steps`` and ``--guidance`` with :class:`SampleConfig`'s defaults (sample, evaluate)."""
-    from ..config import SAMPLERS, SampleConfig
+    from .config import SAMPLERS, SampleConfig
 
     defaults = SampleConfig()
     parser.add_argument("--sampler", choices=SAMPLERS, default=defaults.sampler,
@@ -95,7 +96,7 @@ def level_interval(text: str):
 
 def add_variety_arguments(parser: argparse.ArgumentParser) -> None:
     """``--cads``, ``--cads-range``, ``--cads-names`` and ``--guidance-interval`` with :class:`SampleConfig`'s defaults."""
-    from ..config import SampleConfig
+    from .config import SampleConfig
 
     defaults = SampleConfig()
     parser.add_argument("--cads", type=float_range(0.0, 10.0), default=defaults.cads_strength, metavar="S",
@@ -122,7 +123,7 @@ def variety_options(args) -> dict:
 
 def add_enrich_argument(parser: argparse.ArgumentParser) -> None:
     """``--enrich/--no-enrich``: a Pokémon name in a prompt gets the run's description (``prompts.py``)."""
-    from ..config import SampleConfig
+    from .config import SampleConfig
 
     parser.add_argument("--enrich", action=argparse.BooleanOptionalAction, default=SampleConfig().enrich,
                         help="add the run's known description of a Pokémon named in a prompt (\"Pikachu\" -> "
