@@ -287,6 +287,9 @@ class TrainConfig(BaseConfig):
     # caption_forms: "main", "name", "plain", ...; unnamed forms weigh 1); {} = uniform
     caption_weights: Dict[str, float] = field(default_factory=dict)
     embedding_noise: float = 0.0  # Gaussian noise on the drawn caption embedding, its norm ≈ this × the embedding's
+    # each training image also draws the descriptions of its K nearest same-colour training Pokémon
+    # (caption form "neighbour", data/neighbours.py): a description is trained with every Pokémon it fits
+    caption_neighbours: int = 0
 
     def validate(self) -> None:
         self._check("steps", (self.steps is None) != (self.epochs is None),
@@ -325,6 +328,7 @@ class TrainConfig(BaseConfig):
             isinstance(k, str) and k and isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1000
             for k, v in weights.items()), 'an object of caption form -> weight from 0 to 1000, e.g. {"name": 3}')
         self._range("embedding_noise", 0.0, 2.0)
+        self._range("caption_neighbours", 0, 64)
 
 
 @dataclass(frozen=True)

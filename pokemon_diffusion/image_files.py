@@ -7,7 +7,7 @@ in the web UI's layout::
 
     a fire dragon
     Negative prompt: blurry
-    Steps: 50, Sampler: DDIM, CFG scale: 3, Seed: 5, Size: 32x32, Model: pokemon-32px-minilm-reference-v5
+    Steps: 50, Sampler: DDIM, CFG scale: 3, Seed: 5, Size: 32x32, Model: pokemon-32px-minilm-reference-v6
 
 and one chunk per key (:data:`PNG_KEYS`: ``prompt`` as typed, ``encoded_prompt`` as encoded,
 ``negative_prompt``, ``seed``, ``batch_index``, ``batch_size``, ``steps``, ``sampler``, ``eta``,

@@ -42,6 +42,9 @@ FIELD_FLAGS = (
      "form (main, name, plain, description, colour, type, abilities; others weigh 1), e.g. name=3,plain=2"),
     ("--embedding-noise", "train", "embedding_noise", "X", "Gaussian noise on each drawn caption embedding, "
                                                            "its norm about X times the embedding's"),
+    ("--caption-neighbours", "train", "caption_neighbours", "K", "each training image also draws the descriptions "
+     "of its K nearest same-colour training Pokémon (caption form 'neighbour'; weigh it with --caption-weights), "
+     "so that seeds of a description differ"),
     ("--batch-size", "train", "batch_size", "N", "global batch size"),
     ("--lr", "train", "learning_rate", "X", "peak learning rate"),
     ("--seed", "train", "seed", "S", "seed of init, data order, noise"),

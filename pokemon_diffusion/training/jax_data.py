@@ -53,6 +53,7 @@ class TrainingData:
 
 def _from_folder(folder: Path, config: RunConfig) -> TrainingData:
     from ..data.dataset import load_examples, read_embeddings_info, split_by_pokemon  # OpenCV: folders only
+    from ..data.neighbours import add_neighbour_captions
 
     info = read_embeddings_info(folder)
     if info is None:
@@ -61,12 +62,17 @@ def _from_folder(folder: Path, config: RunConfig) -> TrainingData:
     size = config.model.image_size
     examples = load_examples(folder, (size, size))
     train, val = split_by_pokemon(examples.entries, config.train.val_fraction, config.train.seed)
+    examples = add_neighbour_captions(examples, train, config.train.caption_neighbours)  # data/neighbours.py
     images = np.clip(np.rint((examples.images + 1.0) * 127.5), 0, 255).astype(np.uint8)  # exact: pixel/127.5 - 1
     return TrainingData(images, examples.embeddings, train, val, EncoderInfo(info["name"], int(info["dim"])),
                         examples.caption_embeddings, examples.caption_counts, examples.entries)
 
 
 def _from_pack(path: Path, config: RunConfig) -> TrainingData:
+    if config.train.caption_neighbours:
+        raise DataError(f"{path}: a packed .npz has one caption per image, and train.caption_neighbours "
+                        f"{config.train.caption_neighbours} needs their forms; allowed: the dataset folder, "
+                        "or caption_neighbours 0")
     try:
         with np.load(path, allow_pickle=False) as pack:
             arrays: Dict[str, np.ndarray] = {k: pack[k] for k in PACK_KEYS}

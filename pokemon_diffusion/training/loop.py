@@ -25,6 +25,7 @@ import tensorflow as tf
 from ..config import EVAL_MAX_IMAGES, SAMPLE_GRID_IMAGES, RunConfig
 from ..data.caption_draw import caption_draw_weights
 from ..data.dataset import Examples, load_examples, make_dataset, read_embeddings_info, split_by_pokemon
+from ..data.neighbours import add_neighbour_captions
 from ..data.pairs import pair_element
 from ..errors import DataError
 from ..locks import writer_lock
@@ -163,7 +164,9 @@ def _train(data_dir: Path, run_dir: Path, config: RunConfig, resume: bool, strat
     size = config.model.image_size
     examples = load_examples(data_dir, (size, size))
     train_idx, val_idx = split_by_pokemon(examples.entries, tc.val_fraction, tc.seed)
-    train_set, val_set = examples.subset(train_idx), examples.subset(val_idx)
+    # the training side's captions, with its neighbour descriptions (none by default; data/neighbours.py)
+    train_set = add_neighbour_captions(examples, train_idx, tc.caption_neighbours).subset(train_idx)
+    val_set = examples.subset(val_idx)
     eval_set: Optional[Examples] = val_set.subset(range(min(len(val_set), EVAL_MAX_IMAGES))) if len(val_set) else None
     total_steps = total_steps_for(tc, len(train_set))
     draw_weights = caption_draw_weights(train_set.entries, train_set.caption_counts, tc.caption_weights)
