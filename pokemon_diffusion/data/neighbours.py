@@ -54,10 +54,13 @@ def neighbour_indices(examples, train_indices: Sequence[int], k: int) -> List[Li
     the nearest by description embedding among those with the same colour caption, another
     Pokémon (a different Pokédex number or name) and a different description text; ties keep
     the dataset order."""
+    train = [int(i) for i in train_indices]
+    return _nearest(examples, train, *_form_rows(examples, train), k)
+
+
+def _nearest(examples, train: List[int], desc_rows: List[int], colours: List[str], k: int) -> List[List[int]]:
     from .dataset import pokemon_key
 
-    train = [int(i) for i in train_indices]
-    desc_rows, colours = _form_rows(examples, train)
     vectors = np.stack([examples.caption_embeddings[i, r] for i, r in zip(train, desc_rows)]).astype(np.float64)
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
     texts = [examples.entries[i].all_captions[r] for i, r in zip(train, desc_rows)]
@@ -96,11 +99,11 @@ def add_neighbour_captions(examples, train_indices: Sequence[int], k: int):
     from .dataset import stack_caption_embeddings
 
     train = [int(i) for i in train_indices]
-    desc_rows, _ = _form_rows(examples, train)
+    desc_rows, colours = _form_rows(examples, train)
     row_of = dict(zip(train, desc_rows))
     rows = [examples.caption_embeddings[i, :examples.caption_counts[i]] for i in range(len(examples))]
     entries = list(examples.entries)
-    for i, near in zip(train, neighbour_indices(examples, train, k)):
+    for i, near in zip(train, _nearest(examples, train, desc_rows, colours, k)):
         if not near:
             continue
         rows[i] = np.concatenate([rows[i]] + [examples.caption_embeddings[j, row_of[j]][None] for j in near])
